@@ -1,0 +1,107 @@
+"""Get a competition's raw files: use them if present, build the demo, or download with the kaggle client."""
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+from competition import settings
+from competition.config import Competition
+from competition.errors import PipelineError, first_line
+from competition.fileio import atomic_dir, write_text
+
+
+def prepare(competition: Competition, force: bool = False) -> Path:
+    """Make sure ``data/raw/<slug>/`` holds the competition's files; return that folder."""
+    raw = competition.raw_dir
+    if force or not (competition.has_split("train") and competition.has_split("test")):
+        fetch(competition)
+    write_text(ready_file(competition.slug), f"{raw}\n")
+    return raw
+
+
+def ready_file(slug: str) -> Path:
+    """Written when ``data/raw/<slug>/`` is complete; the Makefile's data target."""
+    return settings.raw_dir(slug).parent / f"{slug}.ready"
+
+
+def fetch(competition: Competition) -> None:
+    raw = competition.raw_dir
+    if competition.source == "builtin:digits":
+        from competition.demo import build_digits_demo
+
+        build_digits_demo(competition)
+        return
+    if competition.source != "kaggle":
+        raise PipelineError(f"{competition.slug}: unknown source '{competition.source}' (use 'kaggle')")
+    archive = download(competition.slug, raw.parent)
+    extract(archive, raw)
+    if not competition.has_split("train"):
+        raise PipelineError(
+            f"{archive}: unpacked, but {competition.split_csv('train')} is missing; "
+            f"check the [splits] in the competition's config"
+        )
+
+
+def download(slug: str, folder: Path) -> Path:
+    """Download ``<slug>.zip`` into ``folder`` with the kaggle client; return its path."""
+    api = kaggle_api()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        api.competition_download_files(slug, path=str(folder), force=False, quiet=False)
+    except Exception as err:  # the client raises many types; all mean the same to the user
+        raise PipelineError(_explain_kaggle_error(slug, err)) from None
+    archive = folder / f"{slug}.zip"
+    if not archive.exists():
+        raise PipelineError(f"{archive}: the kaggle client reported success but wrote no archive")
+    return archive
+
+
+def extract(archive: Path, target: Path) -> Path:
+    """Unzip ``archive`` into ``target`` atomically, refusing members that escape it."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for member in zf.namelist():
+                if _escapes(member):
+                    raise PipelineError(
+                        f"{archive}: member '{member}' would be written outside {target}; refusing the archive"
+                    )
+            with atomic_dir(target) as tmp:
+                zf.extractall(tmp)
+    except zipfile.BadZipFile:
+        raise PipelineError(f"{archive}: not a valid zip file; delete it and run `make data` again") from None
+    return target
+
+
+def _escapes(member: str) -> bool:
+    normalized = member.replace("\\", "/")
+    if normalized.startswith("/") or (len(normalized) > 1 and normalized[1] == ":"):
+        return True
+    return ".." in Path(os.path.normpath(normalized)).parts
+
+
+def kaggle_api():
+    """An authenticated ``KaggleApi``, or a PipelineError saying how to add credentials."""
+    try:
+        from kaggle.api.kaggle_api_extended import KaggleApi
+    except ImportError as err:
+        raise PipelineError(f"the kaggle client is not installed ({err}); run `make venv`") from None
+    api = KaggleApi()
+    try:
+        api.authenticate()
+    except (Exception, SystemExit):
+        raise PipelineError(
+            "no Kaggle credentials: put kaggle.json in ~/.kaggle/ (Kaggle > Settings > API), "
+            "or set KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_API_TOKEN"
+        ) from None
+    return api
+
+
+def _explain_kaggle_error(slug: str, err: Exception) -> str:
+    text = first_line(err)
+    if "403" in text or "Forbidden" in text:
+        return (f"{slug}: Kaggle answered 403 Forbidden: accept the competition's rules on "
+                f"https://www.kaggle.com/competitions/{slug}/rules first (the API cannot)")
+    if "404" in text:
+        return f"{slug}: Kaggle has no such competition (404); check the slug"
+    return f"{slug}: Kaggle request failed ({text}); check your network and credentials"

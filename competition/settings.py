@@ -1,0 +1,43 @@
+"""Paths, seed and defaults: the one place they live.
+
+Every path is relative to the project home, which is the current directory unless
+``KIP_HOME`` says otherwise, so a clone works wherever it is and tests can point it
+at a temporary folder.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SEED = 42
+DEFAULT_COMPETITION = "digits-demo"
+DEFAULT_ARCH = "cnn"
+VALIDATION_FRACTION = 0.15
+
+
+def home() -> Path:
+    return Path(os.environ.get("KIP_HOME", os.getcwd())).resolve()
+
+
+def raw_dir(slug: str) -> Path:
+    return home() / "data" / "raw" / slug
+
+
+def cache_dir(slug: str) -> Path:
+    return home() / "data" / "cache" / slug
+
+
+def runs_dir() -> Path:
+    return home() / "runs"
+
+
+def submissions_dir() -> Path:
+    return home() / "submissions"
+
+
+def tuning_dir() -> Path:
+    return home() / "tuning"
+
+
+def reports_dir(slug: str) -> Path:
+    return home() / "reports" / slug

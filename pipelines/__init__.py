@@ -1,0 +1,1 @@
+"""Pipeline stages: load images, normalize, build models, train, predict."""

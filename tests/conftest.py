@@ -1,0 +1,83 @@
+"""Shared fixtures: a temporary project home and tiny generated competitions."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from skimage import io  # noqa: E402
+
+TINY_CONFIG = """
+slug = "{slug}"
+image_column = "Image"
+label_column = "Class"
+image_size = [16, 16]
+channels = 3
+num_classes = {classes}
+sample_submission = "sample_submission.csv"
+test_labels = "test_labels.csv"
+
+[splits.train]
+csv = "train.csv"
+images = "train_images"
+{val}
+[splits.test]
+csv = "test.csv"
+images = "test_images"
+"""
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh project home: data/, runs/, submissions/ and tuning/ all land here."""
+    monkeypatch.setenv("KIP_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def make_images(rng, label: int, n: int, size: int = 16) -> list[np.ndarray]:
+    """Images a small CNN can tell apart: a bright square whose place depends on the class."""
+    out = []
+    for _ in range(n):
+        img = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
+        r, c = divmod(label, 2)
+        img[r * 8:r * 8 + 8, c * 8:c * 8 + 8, label % 3] = 230
+        out.append(img)
+    return out
+
+
+def write_competition(root, slug="tiny", classes=3, per_class=(12, 4, 4), with_val=True, seed=0):
+    """Write a CSV-layout competition under ``root/data/raw/<slug>/`` with its own config; return the folder."""
+    rng = np.random.default_rng(seed)
+    raw = root / "data" / "raw" / slug
+    splits = ("train", "val", "test") if with_val else ("train", "test")
+    for split, count in zip(("train", "val", "test"), per_class):
+        if split not in splits:
+            continue
+        (raw / f"{split}_images").mkdir(parents=True)
+        rows = []
+        for label in range(classes):
+            for k, img in enumerate(make_images(rng, label, count)):
+                name = f"{split}_{label}_{k}.png"
+                io.imsave(raw / f"{split}_images" / name, img, check_contrast=False)
+                rows.append((name, label))
+        frame = pd.DataFrame(rows, columns=["Image", "Class"])
+        if split == "test":
+            frame[["Image"]].to_csv(raw / "test.csv", index=False)
+            frame.to_csv(raw / "test_labels.csv", index=False)
+            frame.sample(frac=1, random_state=1).assign(Class=0).to_csv(raw / "sample_submission.csv", index=False)
+        else:
+            frame.to_csv(raw / f"{split}.csv", index=False)
+    val = '\n[splits.val]\ncsv = "val.csv"\nimages = "val_images"\n' if with_val else ""
+    (raw / "competition.toml").write_text(TINY_CONFIG.format(slug=slug, classes=classes, val=val))
+    return raw
+
+
+@pytest.fixture
+def tiny(home):
+    """A 3-class 16x16 RGB competition in the reference layout; returns its slug."""
+    write_competition(home)
+    return "tiny"
