@@ -125,15 +125,13 @@ def cmd_demo(args) -> None:
     import json
 
     from competition.config import load_competition
+    from pipelines.train import latest_run
     from submissions.writer import score_submission
 
-    args.set = args.set or []
     cmd_data(args)
     cmd_train(args)
     path = cmd_predict(argparse.Namespace(**{**vars(args), "runs": None}))
     competition = load_competition(args.competition)
-    from pipelines.train import latest_run
-
     metrics = json.loads((latest_run(competition.slug) / "metrics.json").read_text())
     test = score_submission(competition, path)
     print("\n== demo result ==")
