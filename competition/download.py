@@ -99,7 +99,8 @@ def kaggle_api():
             api.authenticate()
         except (Exception, SystemExit) as err:
             if _is_network_error(err):  # a KAGGLE_API_TOKEN is checked with the server
-                raise PipelineError(f"cannot reach Kaggle to check the credentials ({redact(first_line(err))}); "
+                raise PipelineError(f"cannot reach Kaggle to check the credentials "
+                                    f"({_network_reason(redact(first_line(err)))}); "
                                     f"check your network") from None
             raise PipelineError(
                 "no Kaggle credentials: put kaggle.json in ~/.kaggle/ (Kaggle > Settings > API), "
@@ -126,7 +127,7 @@ def explain_kaggle_error(slug: str, err: BaseException, action: str = "request")
     status = getattr(getattr(err, "response", None), "status_code", None)
     if status == 403 or (status is None and ("403" in text or "Forbidden" in text)):
         return (f"{slug}: Kaggle answered 403 Forbidden to the {action}: accept the competition's rules on "
-                f"https://www.kaggle.com/competitions/{slug}/rules first, the API cannot ({text})")
+                f"https://www.kaggle.com/competitions/{slug}/rules first (the API cannot accept them) [{text}]")
     if status == 401:
         return f"{slug}: Kaggle refused the credentials (401 Unauthorized); renew your API token on kaggle.com"
     if status == 404 or (status is None and "404" in text):
@@ -134,11 +135,19 @@ def explain_kaggle_error(slug: str, err: BaseException, action: str = "request")
     if status is not None and status >= 500:
         return f"{slug}: Kaggle server error ({status}) on the {action}; try again later"
     if _is_network_error(err):
-        return f"{slug}: cannot reach Kaggle for the {action} ({text}); check your network"
+        return f"{slug}: cannot reach Kaggle for the {action} ({_network_reason(text)}); check your network"
     return f"{slug}: Kaggle {action} failed ({text}); check your network and credentials"
 
 
 _explain_kaggle_error = explain_kaggle_error
+
+
+def _network_reason(text: str) -> str:
+    """The useful end of a requests/urllib3 connection error: '[Errno 111] Connection refused', not the whole chain."""
+    found = re.findall(r"\[Errno -?\d+\] [^'\")]+", text)
+    if found:
+        return f"{text.split(':')[0]}: {found[-1].strip()}"
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def redact(text: str) -> str:
