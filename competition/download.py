@@ -106,7 +106,12 @@ def kaggle_api():
                 "no Kaggle credentials: put kaggle.json in ~/.kaggle/ (Kaggle > Settings > API), "
                 "or set KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_API_TOKEN"
             ) from None
+    values = getattr(api, "config_values", {}) or {}
+    _SECRETS.update(str(values[name]) for name in ("key", "token") if values.get(name))  # also from kaggle.json
     return api
+
+
+_SECRETS: set[str] = set()
 
 
 def _is_network_error(err: BaseException) -> bool:
@@ -152,7 +157,7 @@ def _network_reason(text: str) -> str:
 
 def redact(text: str) -> str:
     """``text`` with any credential value the kaggle client could have read replaced by ``***``."""
-    secrets = [os.environ.get(name, "") for name in ("KAGGLE_KEY", "KAGGLE_API_TOKEN")]
+    secrets = [os.environ.get(name, "") for name in ("KAGGLE_KEY", "KAGGLE_API_TOKEN")] + sorted(_SECRETS)
     for secret in secrets:
         if len(secret) >= 4:
             text = text.replace(secret, "***")

@@ -206,3 +206,11 @@ def test_make_submit_RUNS_predicts_with_those_runs_then_uploads(server, home):
     assert len(written) == 1 and "-val" in written[0].name
     assert server.submissions["tiny"][0]["data"] == written[0].read_bytes()
     assert os.path.basename(written[0]) in result.stdout
+
+
+def test_redact_hides_credential_values_in_messages(monkeypatch):
+    from competition.download import redact
+
+    monkeypatch.setenv("KAGGLE_KEY", "s3cr3t-key-value")
+    text = redact("HTTPError: bad key s3cr3t-key-value via http://user:pass@proxy:3128/")
+    assert "s3cr3t" not in text and "user:pass" not in text and "***" in text
