@@ -385,9 +385,9 @@ class TimeBudget(keras.callbacks.Callback):
     It times steps ``warmup_steps`` .. ``warmup_steps + measure_steps`` of the first epoch, adds the
     measured cost of validation, plans the epochs that fit in the budget (at most the configured
     number), and shortens the learning-rate schedule to match, so the schedule completes rather than
-    being cut off. After the first epoch it re-plans once with the real epoch time; later it stops
-    early only if the next epoch would overrun the budget. The plan is saved in ``plan.json`` so a
-    resumed run keeps it.
+    being cut off. After the first epoch it re-plans with the real epoch time; later, if epochs slow down
+    (a shared machine), it shortens the plan and the schedule with it. The plan is saved in ``plan.json``
+    so a resumed run keeps it.
     """
 
     def __init__(self, seconds: float, schedule: WarmupSchedule | None, steps_per_epoch: int, max_epochs: int,
@@ -405,6 +405,7 @@ class TimeBudget(keras.callbacks.Callback):
             self.planned = json.loads(self.plan_path.read_text())["epochs"]
         self.first_epoch = None
         self.replanned = False
+        self.epoch_times: list[float] = []
 
     def apply(self, epochs: int, why: str) -> None:
         self.planned = int(min(max(epochs, 1), self.max_epochs))
@@ -458,8 +459,13 @@ class TimeBudget(keras.callbacks.Callback):
                 steady = min(epoch_seconds, self.step_seconds * self.steps_per_epoch
                              + getattr(self, "val_seconds", 0.0) + 0.02 * epoch_seconds)
             self.apply(epoch + 1 + int(max(left, 0) // steady), f"{epoch_seconds:.0f} s for the first epoch")
-        elif epoch + 1 < self.planned and left < epoch_seconds:
-            self.apply(epoch + 1, "stopped early: the next epoch would overrun the budget")
+        elif epoch + 1 < self.planned:
+            # a shared machine slows down: shorten the plan (and so the schedule) rather than cut it off
+            self.epoch_times.append(epoch_seconds)
+            recent = max(float(np.mean(self.epoch_times[-3:])), epoch_seconds)
+            fits = epoch + 1 + int(max(left, 0) // recent)
+            if fits < self.planned:
+                self.apply(fits, f"re-planned: epochs now take {recent:.0f} s")
         if epoch + 1 >= self.planned:
             self.model.stop_training = True
 
