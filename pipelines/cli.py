@@ -101,14 +101,15 @@ def cmd_predict(args) -> Path:
     from submissions.writer import submission_path, write_submission
 
     runs = resolve_runs(args)
-    if args.image:
+    image, tta = getattr(args, "image", None), getattr(args, "tta", False)
+    if image:
         from pipelines.predict import top_classes
 
-        print(f"predict: {args.image} with {', '.join(r.name for r in runs)}")
-        for rank, (label, p) in enumerate(top_classes(runs, Path(args.image), k=5, tta=args.tta), start=1):
+        print(f"predict: {image} with {', '.join(r.name for r in runs)}")
+        for rank, (label, p) in enumerate(top_classes(runs, Path(image), k=5, tta=tta), start=1):
             print(f"  {rank}. {label}  {p:.4f}")
         return None
-    prediction = predict(runs, tta=args.tta)
+    prediction = predict(runs, tta=tta)
     competition = load_competition(prediction.competition)
     name = runs[0].name if len(runs) == 1 else f"ensemble-{len(runs)}-{runs[0].name}"
     metrics = [json.loads((r / "metrics.json").read_text()) for r in runs if (r / "metrics.json").exists()]
