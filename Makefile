@@ -56,7 +56,7 @@ data: $(INSTALLED) ## download (or build) the competition into data/raw/<slug>/
 $(LATEST_RUN): $(DATA_READY)
 	$(KIP) train $(TRAIN_ARGS)
 
-train: $(DATA_READY) ## train ARCH=cnn|resnet10|mobilenetv2 in MINUTES= (default 15; WEIGHTS=, tuned params) -> runs/<arch>-<time>/
+train: $(DATA_READY) ## train ARCH=cnn|resnet10|mobilenetv2 in MINUTES= (default 18; WEIGHTS=, tuned params) -> runs/<arch>-<time>/
 	$(KIP) train $(TRAIN_ARGS) $(if $(MINUTES),--set minutes=$(MINUTES))
 
 tune: $(DATA_READY) ## Optuna search over optimizer, learning rate, epochs (TRIALS=, MINUTES=, STORAGE=)
