@@ -17,6 +17,9 @@ MINUTES     ?=
 STORAGE     ?=
 RUNS        ?=
 FILE        ?=
+WEIGHTS     ?=
+TTA         ?=
+IMAGE       ?=
 MESSAGE     ?=
 PYTEST_ARGS ?=
 
@@ -24,13 +27,14 @@ INSTALLED   := $(VENV)/.installed
 DATA_READY  := data/raw/$(COMPETITION).ready
 LATEST_RUN  := runs/latest-$(COMPETITION).txt
 LATEST_SUB  := submissions/latest-$(COMPETITION).txt
-TRAIN_ARGS   = --competition $(COMPETITION) --arch $(ARCH) $(if $(EPOCHS),--set epochs=$(EPOCHS)) $(foreach s,$(SET),--set $(s))
+TRAIN_ARGS   = --competition $(COMPETITION) --arch $(ARCH) $(if $(EPOCHS),--set epochs=$(EPOCHS)) $(if $(WEIGHTS),--set weights=$(WEIGHTS)) $(foreach s,$(SET),--set $(s))
+PREDICT_ARGS = --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(TTA),--tta) $(if $(IMAGE),--image '$(IMAGE)')
 
-.PHONY: help venv demo data train tune predict submit check-submission submissions test test-fast clean
+.PHONY: help venv demo data train tune predict submit check-submission submissions test test-fast clean bench-train
 
 help: ## list every target with a one-line description
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
-	@echo "  variables: COMPETITION=$(COMPETITION) ARCH=$(ARCH) EPOCHS= SET='name=value ...' TRIALS= MINUTES= STORAGE= RUNS= FILE= MESSAGE="
+	@echo "  variables: COMPETITION=$(COMPETITION) ARCH=$(ARCH) EPOCHS= SET='name=value ...' TRIALS= MINUTES= STORAGE= RUNS= TTA= IMAGE= WEIGHTS= FILE= MESSAGE="
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,17 +56,17 @@ data: $(INSTALLED) ## download (or build) the competition into data/raw/<slug>/
 $(LATEST_RUN): $(DATA_READY)
 	$(KIP) train $(TRAIN_ARGS)
 
-train: $(DATA_READY) ## train ARCH=cnn|resnet10 (uses tuned parameters when present) -> runs/<arch>-<time>/
-	$(KIP) train $(TRAIN_ARGS)
+train: $(DATA_READY) ## train ARCH=cnn|resnet10|mobilenetv2 in MINUTES= (default 18; WEIGHTS=, tuned params) -> runs/<arch>-<time>/
+	$(KIP) train $(TRAIN_ARGS) $(if $(MINUTES),--set minutes=$(MINUTES))
 
 tune: $(DATA_READY) ## Optuna search over optimizer, learning rate, epochs (TRIALS=, MINUTES=, STORAGE=)
 	$(KIP) tune $(TRAIN_ARGS) --trials $(TRIALS) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(STORAGE),--storage '$(STORAGE)')
 
 $(LATEST_SUB): $(LATEST_RUN)
-	$(KIP) predict --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS))
+	$(KIP) predict --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(TTA),--tta)
 
-predict: $(LATEST_RUN) ## predict the test split with the newest run (or RUNS="a b") -> submissions/<run>.csv
-	$(KIP) predict --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS))
+predict: $(LATEST_RUN) ## test probabilities (.npy) + submission with the newest run (RUNS="a b", TTA=1); IMAGE=x.png: top 5
+	$(KIP) predict $(PREDICT_ARGS)
 
 # FILE= uploads that file; RUNS="a b" predicts with those runs first; otherwise the newest submission (made if missing).
 submit: $(if $(or $(FILE),$(RUNS)),$(INSTALLED),$(LATEST_SUB)) ## check, then upload the newest submission (or FILE=, RUNS=, MESSAGE=) and list recent scores
@@ -75,6 +79,9 @@ check-submission: $(INSTALLED) ## refuse a submission CSV (FILE=, default the ne
 
 submissions: $(INSTALLED) ## list local submission files with their validation scores, newest first
 	$(KIP) submissions
+
+bench-train: $(INSTALLED) ## images/s of our training step vs plain Keras float32 model.fit, same ARCH, side by side
+	$(BIN)/python -m pipelines.bench_train --arch $(ARCH) $(if $(filter-out digits-demo,$(COMPETITION)),--competition $(COMPETITION))
 
 test: $(INSTALLED) ## run the whole test suite (creates .venv if missing)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

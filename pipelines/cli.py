@@ -45,12 +45,20 @@ def parse_settings(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or key not in types:
             raise PipelineError(f"bad setting '{pair}': use NAME=VALUE with NAME one of {', '.join(sorted(types))}")
-        kind = {"int": int, "float": float}.get(types[key], str)
+        kind = {"int": int, "float": float, "float | None": float, "bool": parse_bool}.get(types[key], str)
         try:
             out[key] = kind(value)
         except ValueError:
             raise PipelineError(f"bad setting '{pair}': {key} needs a {types[key]}") from None
     return out
+
+
+def parse_bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
 
 
 def cmd_train(args) -> None:
@@ -86,17 +94,27 @@ def resolve_runs(args) -> list[Path]:
 def cmd_predict(args) -> Path:
     import json
 
+    import numpy as np
+
     from competition.config import load_competition
     from pipelines.predict import predict, save_probabilities
     from submissions.writer import submission_path, write_submission
 
     runs = resolve_runs(args)
-    prediction = predict(runs)
+    image, tta = getattr(args, "image", None), getattr(args, "tta", False)
+    if image:
+        from pipelines.predict import top_classes
+
+        print(f"predict: {image} with {', '.join(r.name for r in runs)}")
+        for rank, (label, p) in enumerate(top_classes(runs, Path(image), k=5, tta=tta), start=1):
+            print(f"  {rank}. {label}  {p:.4f}")
+        return None
+    prediction = predict(runs, tta=tta)
     competition = load_competition(prediction.competition)
     name = runs[0].name if len(runs) == 1 else f"ensemble-{len(runs)}-{runs[0].name}"
     metrics = [json.loads((r / "metrics.json").read_text()) for r in runs if (r / "metrics.json").exists()]
     val = sum(m["val_accuracy"] for m in metrics) / len(metrics) if metrics else None
-    save_probabilities(prediction, runs[0] / "test_probabilities.npz")
+    save_probabilities(prediction, runs[0] / "test_probabilities.npy")
     path = write_submission(competition, prediction.ids, prediction.labels, submission_path(name, val),
                             details={"runs": [str(r) for r in runs], "val_accuracy": val})
     print(f"predict: {len(prediction.ids)} rows -> {path}")
@@ -199,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def trainable(p):
-        p.add_argument("--arch", default=settings.DEFAULT_ARCH, help="model name (cnn, resnet10)")
+        p.add_argument("--arch", default=settings.DEFAULT_ARCH, help="model name (cnn, resnet10, mobilenetv2)")
         p.add_argument("--set", action="append", metavar="NAME=VALUE", help="any training setting, e.g. epochs=20")
         p.add_argument("--no-tuned", action="store_true", help="ignore tuned parameters")
         return p
@@ -213,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite under tuning/)")
     p = stage("predict", cmd_predict, "predict the test split and write submissions/<run>.csv")
     p.add_argument("--runs", nargs="*", help="run folders (default: the newest); several are averaged")
+    p.add_argument("--tta", action="store_true", help="also predict the flipped images and average")
+    p.add_argument("--image", default=None, help="one image: print its top 5 classes instead")
     s = stage("submit", cmd_submit, "check a submission, upload it with the kaggle client, list recent ones")
     s.add_argument("--file", default=None, help="CSV to upload (default: the newest for the competition)")
     s.add_argument("--message", default=None)

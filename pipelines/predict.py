@@ -10,7 +10,7 @@ import numpy as np
 from competition.config import load_competition
 from competition.errors import PipelineError
 from competition.fileio import atomic_path
-from pipelines.data import load_split
+from pipelines.data import load_split, read_image
 from pipelines.normalize import Standardizer
 from pipelines.train import load_config, predict_probabilities
 
@@ -30,33 +30,58 @@ class Prediction:
         return [self.classes[i] for i in self.probabilities.argmax(axis=1)]
 
 
-def predict(runs: list[Path], split: str = "test", progress: bool = True) -> Prediction:
-    """Average the probabilities of ``runs`` (all of one competition and class list) on ``split``."""
+def check_runs(runs: list[Path]) -> list[dict]:
+    """The runs' configs, checked to be of one competition and class list."""
     if not runs:
         raise PipelineError("no run to predict with; train one first")
     configs = [load_config(run) for run in runs]
     slugs = {c["competition"] for c in configs}
     if len(slugs) > 1 or any(c["classes"] != configs[0]["classes"] for c in configs):
         raise PipelineError(f"runs {', '.join(map(str, runs))} are not of one competition and class list")
-    competition = load_competition(configs[0]["competition"])
-    ids, images, _ = load_split(competition, split, labelled=False, progress=progress)
+    return configs
+
+
+def average_probabilities(runs: list[Path], images: np.ndarray, tta: bool = False) -> np.ndarray:
+    """The mean of the runs' class probabilities for uint8 ``images`` (with flip TTA if asked)."""
     total = None
     for run in runs:
         model_path = Path(run) / "model.keras"
         if not model_path.exists():
             raise PipelineError(f"{model_path}: missing; the run did not finish an epoch")
-        model = keras.models.load_model(model_path)
-        probs = predict_probabilities(model, images, Standardizer.load(Path(run) / "normalization.npz"))
+        model = keras.models.load_model(model_path, compile=False)
+        probs = predict_probabilities(model, images, Standardizer.load(Path(run) / "normalization.npz"), tta=tta)
         total = probs if total is None else total + probs
         keras.backend.clear_session()
-    return Prediction(ids=ids, probabilities=total / len(runs), classes=configs[0]["classes"],
-                      runs=[Path(r) for r in runs], competition=competition.slug)
+    return total / len(runs)
+
+
+def predict(runs: list[Path], split: str = "test", progress: bool = True, tta: bool = False) -> Prediction:
+    """Average the probabilities of ``runs`` (all of one competition and class list) on ``split``;
+    ``tta`` also predicts the horizontally flipped images."""
+    configs = check_runs(runs)
+    competition = load_competition(configs[0]["competition"])
+    ids, images, _ = load_split(competition, split, labelled=False, progress=progress)
+    return Prediction(ids=ids, probabilities=average_probabilities(runs, images, tta=tta),
+                      classes=configs[0]["classes"], runs=[Path(r) for r in runs], competition=competition.slug)
+
+
+def top_classes(runs: list[Path], image: Path, k: int = 5, tta: bool = False) -> list[tuple]:
+    """The ``k`` most likely classes of one image file, as ``(label, probability)``, best first."""
+    configs = check_runs(runs)
+    competition = load_competition(configs[0]["competition"])
+    pixels = read_image(Path(image), competition)
+    expected = tuple(configs[0]["input_shape"])
+    if pixels.shape != expected:
+        raise PipelineError(f"{image}: shape {pixels.shape} after conversion, the model needs {expected}; "
+                            f"set image_size in the competition's config")
+    probs = average_probabilities(runs, pixels[None], tta=tta)[0]
+    order = np.argsort(probs)[::-1][:k]
+    return [(configs[0]["classes"][i], float(probs[i])) for i in order]
 
 
 def save_probabilities(prediction: Prediction, path: Path) -> Path:
-    """Store probabilities and ids as ``.npz`` (no pickle)."""
+    """Store the probabilities (N, num_classes) as float32 ``.npy``, rows in ``prediction.ids`` order."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez(handle, probabilities=prediction.probabilities.astype(np.float32),
-                     ids=np.array(prediction.ids, dtype=str))
+            np.save(handle, prediction.probabilities.astype(np.float32), allow_pickle=False)
     return path

@@ -24,3 +24,25 @@ def test_submit_without_a_submission_says_what_to_do(home):
 def test_bad_setting_is_refused(tiny, home):
     result = run_cli("train", "--competition", "tiny", "--set", "epochs=many", home=home)
     assert result.returncode == 2 and "epochs needs a int" in result.stderr
+
+
+def test_settings_are_typed_by_the_config(tiny):
+    from pipelines.cli import parse_settings
+
+    assert parse_settings(["global_pool=false", "rotation=10", "flip=none", "minutes=2.5", "batch_size=32"]) == {
+        "global_pool": False, "rotation": 10.0, "flip": "none", "minutes": 2.5, "batch_size": 32}
+
+
+def test_predict_writes_probabilities_and_prints_the_top_classes_of_an_image(tiny, home, capsys):
+    import numpy as np
+
+    from pipelines.cli import main
+    from pipelines.train import TrainConfig, train
+
+    run = train(TrainConfig(competition=tiny, epochs=1, batch_size=8, minutes=0, verbose=0)).run_dir
+    assert main(["predict", "--competition", tiny, "--tta"]) == 0
+    assert np.load(run / "test_probabilities.npy").shape == (12, 3)
+    image = next((home / "data/raw/tiny/test_images").iterdir())
+    assert main(["predict", "--competition", tiny, "--image", str(image)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()[:2] in ("1.", "2.", "3.")]
+    assert len(lines) == 3

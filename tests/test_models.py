@@ -31,3 +31,43 @@ def test_resnet10_has_ten_weighted_layers_on_the_main_path():
 def test_unknown_arch_is_a_clear_error():
     with pytest.raises(PipelineError, match="unknown ARCH 'vgg'"):
         build_model("vgg", (8, 8, 3), 3)
+
+
+def test_cnn_options_cover_the_plain_bn_gap_and_dropout_variants():
+    plain = build_model("cnn", (32, 32, 3), 4, batchnorm=False, global_pool=False, dropout_rate=0.0)
+    names = [layer.name for layer in plain.layers]
+    assert "flatten" in names and not any("bn" in n or "dropout" in n for n in names)
+    full = [layer.name for layer in build_model("cnn", (32, 32, 3), 4, dropout_rate=0.3).layers]
+    assert "avg_pool" in full and "block1_bn" in full and "dense1_dropout" in full and "flatten" not in full
+
+
+def test_fused_batch_norm_matches_keras_batch_norm():
+    import keras
+
+    from pipelines.models import FusedBatchNormalization
+
+    x = np.random.default_rng(0).normal(2, 3, size=(16, 8, 8, 4)).astype(np.float32)
+    fused, plain = FusedBatchNormalization(momentum=0.5), keras.layers.BatchNormalization(momentum=0.5)
+    np.testing.assert_allclose(fused(x, training=True), plain(x, training=True), atol=1e-4)
+    np.testing.assert_allclose(fused.moving_mean.numpy(), plain.moving_mean.numpy(), atol=1e-4)
+    np.testing.assert_allclose(fused.moving_variance.numpy(), plain.moving_variance.numpy(), rtol=2e-2)
+    np.testing.assert_allclose(fused(x, training=False), plain(x, training=False), rtol=2e-2, atol=2e-2)
+
+
+def test_mobilenetv2_loads_imagenet_style_weights_from_a_local_file(tmp_path):
+    import keras
+
+    base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None, pooling="avg")
+    path = tmp_path / "mobilenet_v2_no_top.weights.h5"
+    base.save_weights(path)
+    model = build_model("mobilenetv2", (32, 32, 3), 3, weights=str(path))
+    [inner] = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    for loaded, saved in zip(inner.get_weights(), base.get_weights()):
+        np.testing.assert_array_equal(loaded, saved)
+
+
+def test_mobilenetv2_without_weights_trains_from_scratch_and_says_so(capsys, tmp_path):
+    build_model("mobilenetv2", (40, 40, 1), 3)
+    assert "training from scratch" in capsys.readouterr().out
+    with pytest.raises(PipelineError, match="weights file not found"):
+        build_model("mobilenetv2", (32, 32, 3), 3, weights=str(tmp_path / "nope.h5"))

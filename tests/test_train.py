@@ -5,7 +5,11 @@ import pandas as pd
 import pytest
 
 from competition.errors import PipelineError
-from pipelines.train import TrainConfig, latest_run, train
+import keras
+import tensorflow as tf
+
+from pipelines.train import (TrainConfig, WarmupSchedule, build_for_training, latest_run, make_augmenter,
+                             make_optimizer, resolve_precision, train, unfinished_run)
 from tests.conftest import write_competition
 
 
@@ -16,8 +20,12 @@ def test_train_writes_a_complete_run_folder(tiny, home):
     for name in ("model.keras", "normalization.npz", "config.json", "history.csv", "metrics.json",
                  "learning_curves.png", "confusion_matrix.png"):
         assert (run / name).is_file(), name
+    assert list((run / "logs").rglob("events.out.tfevents.*")), "TensorBoard logs"
+    assert not (run / "backup").exists()  # removed once the run has finished
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0.0 <= metrics["val_accuracy"] <= 1.0 and 0.0 <= metrics["val_macro_f1"] <= 1.0
+    assert metrics["val_log_loss"] > 0 and set(metrics["val_per_class"]) == {"0", "1", "2"}
+    assert set(metrics["val_per_class"]["1"]) == {"precision", "recall", "f1", "support"}
     assert metrics == result.metrics
     config = json.loads((run / "config.json").read_text())
     assert config["arch"] == "cnn" and config["epochs"] == 2 and config["classes"] == [0, 1, 2]
@@ -29,15 +37,12 @@ def test_train_writes_a_complete_run_folder(tiny, home):
 def test_binary_competition_uses_one_sigmoid_unit(home):
     write_competition(home, slug="pair", classes=2, per_class=(10, 4, 2))
     result = train(TrainConfig(competition="pair", arch="resnet10", epochs=1, batch_size=8, verbose=0))
-    import keras
 
     model = keras.models.load_model(result.model_path)
-    assert model.output_shape == (None, 1) and model.loss == "binary_crossentropy"
+    assert model.output_shape == (None, 1) and model.loss.name == "binary_crossentropy"
 
 
 def test_same_seed_gives_the_same_initial_weights(tiny):
-    import keras
-
     from pipelines.models import build_model
 
     weights = []
@@ -48,7 +53,7 @@ def test_same_seed_gives_the_same_initial_weights(tiny):
 
 
 def test_a_learnable_task_is_learned(tiny):
-    result = train(TrainConfig(competition=tiny, epochs=8, batch_size=8, learning_rate=3e-3, verbose=0))
+    result = train(TrainConfig(competition=tiny, epochs=12, batch_size=8, learning_rate=3e-3, verbose=0))
     assert result.metrics["val_accuracy"] >= 0.6
 
 
@@ -57,3 +62,110 @@ def test_bad_settings_are_refused(tiny):
         TrainConfig().update(epoch=3)
     with pytest.raises(PipelineError, match="unknown optimizer"):
         train(TrainConfig(competition=tiny, epochs=1, optimizer="lion", verbose=0))
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Simulates a killed run: raises after ``epochs`` epochs (BackupAndRestore has saved them by then)."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs, self.begun = epochs, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.begun += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise KeyboardInterrupt
+
+
+def test_a_killed_run_resumes_from_its_last_finished_epoch_when_rerun(tiny, home):
+    config = TrainConfig(competition=tiny, epochs=4, batch_size=8, minutes=0, verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[StopAfter(2)])
+    [run] = [p for p in (home / "runs").iterdir() if p.is_dir()]
+    assert (run / "backup").is_dir() and not (run / "metrics.json").exists()
+    assert unfinished_run(config) == run
+    assert unfinished_run(config.update(seed=1)) is None  # other settings start a new run
+
+    counter = StopAfter(99)
+    result = train(config.update(verbose=0), callbacks=[counter])
+    assert result.run_dir == run and counter.begun == 2  # epochs 3 and 4 only
+    assert pd.read_csv(run / "history.csv").epoch.tolist() == [0, 1, 2, 3]
+    assert result.metrics["epochs_run"] == 4 and unfinished_run(config) is None
+
+
+def test_time_budget_plans_the_epochs_and_completes_the_schedule(tiny):
+    result = train(TrainConfig(competition=tiny, epochs=500, batch_size=8, minutes=0.15, verbose=0))
+    plan = json.loads((result.run_dir / "plan.json").read_text())
+    assert 1 <= plan["epochs"] < 500
+    assert result.metrics["epochs_run"] == plan["epochs"]
+    assert result.metrics["train_seconds"] < 0.15 * 60 * 1.5 + 5
+
+
+def test_schedules_warm_up_peak_and_decay():
+    cosine = WarmupSchedule(1e-2, total_steps=100, warmup_steps=10, kind="cosine")
+    lr = [float(cosine(s)) for s in range(100)]
+    assert lr[0] < 2e-3 and abs(max(lr) - 1e-2) < 1e-6 and int(np.argmax(lr)) == 9 and lr[-1] < 1e-4
+    cosine.set_total_steps(200)
+    assert float(cosine(100)) > 4e-3  # halfway through the longer schedule
+    onecycle = WarmupSchedule(1e-2, total_steps=100, kind="onecycle")
+    lr = [float(onecycle(s)) for s in range(101)]
+    assert abs(lr[0] - 1e-2 / 25) < 1e-6 and abs(lr[25] - 1e-2) < 1e-6 and lr[-1] < 1e-5
+    with pytest.raises(PipelineError, match="unknown schedule"):
+        WarmupSchedule(1e-3, 10, kind="step")
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "rmsprop"])
+def test_every_optimizer_is_built_with_weight_decay(name):
+    optimizer = make_optimizer(TrainConfig(optimizer=name, weight_decay=0.01, learning_rate=0.1))
+    assert optimizer.weight_decay == 0.01
+    if name == "sgd":
+        assert optimizer.nesterov and optimizer.momentum == 0.9
+
+
+def test_augmentation_presets_overrides_and_strength():
+    pets = TrainConfig(augment="pets").augmentation()
+    assert (pets["flip"], pets["rotation"], pets["zoom"], pets["brightness"]) == ("horizontal", 10.0, 0.1, 0.3)
+    mine = TrainConfig(augment="pets", rotation=20, augment_strength=0.5).augmentation()
+    assert mine["rotation"] == 10.0 and mine["zoom"] == 0.05
+    assert make_augmenter(TrainConfig(augment="none")) is None
+    with pytest.raises(PipelineError, match="unknown augment preset"):
+        TrainConfig(augment="heavy").augmentation()
+
+
+@pytest.mark.parametrize("extra", [dict(augment="pets"), dict(mixup=0.4), dict(mixup=0.4, cutmix=1.0)])
+def test_augmenter_keeps_shapes_and_label_mass(extra):
+    config = TrainConfig(translation=0.1, **extra)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 16, 16, 3)).astype(np.float32)
+    labels = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)]
+    out_images, out_labels = make_augmenter(config, seed=1)(tf.constant(images), tf.constant(labels))
+    assert out_images.shape == images.shape and out_labels.shape == labels.shape
+    np.testing.assert_allclose(np.asarray(out_labels).sum(axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(np.asarray(out_images), images)
+
+
+def test_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch):
+    import pipelines.train as module
+
+    monkeypatch.setattr(module.tf.config, "list_physical_devices", lambda kind=None: [])
+    monkeypatch.setattr(module, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert resolve_precision("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(module, "cpu_flags", lambda: {"avx512f", "amx_bf16"})
+    assert resolve_precision("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(module, "cpu_flags", lambda: {"avx2"})
+    assert resolve_precision("auto") == "float32"
+    assert resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
+    monkeypatch.setattr(module.tf.config, "list_physical_devices", lambda kind=None: ["gpu0"])
+    assert resolve_precision("auto") == "mixed_float16"
+    with pytest.raises(PipelineError, match="unknown precision"):
+        resolve_precision("fp8")
+
+
+def test_training_in_bfloat16_keeps_a_float32_head_and_policy(tiny):
+    before = keras.mixed_precision.global_policy().name
+    model, _ = build_for_training(TrainConfig(competition=tiny), (16, 16, 3), 3, 4, precision="mixed_bfloat16")
+    assert keras.mixed_precision.global_policy().name == before
+    assert model.get_layer("block1_conv").compute_dtype == "bfloat16"
+    assert model.get_layer("predictions").compute_dtype == "float32"
