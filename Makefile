@@ -90,4 +90,4 @@ test-fast: $(INSTALLED) ## the test suite without the slow end-to-end runs
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 clean: ## remove generated data, runs, reports and submissions (keeps .venv and tuning studies)
-	rm -rf data runs reports submissions/*.csv submissions/*.json submissions/*.txt
+	rm -rf data runs reports submissions/*.csv submissions/*.json submissions/*.txt submissions/*.npy

@@ -94,8 +94,6 @@ def resolve_runs(args) -> list[Path]:
 def cmd_predict(args) -> Path:
     import json
 
-    import numpy as np
-
     from competition.config import load_competition
     from pipelines.predict import predict, save_probabilities
     from submissions.writer import submission_path, write_submission
@@ -114,10 +112,10 @@ def cmd_predict(args) -> Path:
     name = runs[0].name if len(runs) == 1 else f"ensemble-{len(runs)}-{runs[0].name}"
     metrics = [json.loads((r / "metrics.json").read_text()) for r in runs if (r / "metrics.json").exists()]
     val = sum(m["val_accuracy"] for m in metrics) / len(metrics) if metrics else None
-    save_probabilities(prediction, runs[0] / "test_probabilities.npy")
     path = write_submission(competition, prediction.ids, prediction.labels, submission_path(name, val),
-                            details={"runs": [str(r) for r in runs], "val_accuracy": val})
-    print(f"predict: {len(prediction.ids)} rows -> {path}")
+                            details={"runs": [str(r) for r in runs], "val_accuracy": val, "tta": tta})
+    probabilities = save_probabilities(prediction, path.with_suffix(".npy"))
+    print(f"predict: {len(prediction.ids)} rows -> {path} (probabilities: {probabilities.name})")
     return path
 
 
