@@ -12,9 +12,13 @@ COMPETITION ?= digits-demo
 ARCH        ?= cnn
 EPOCHS      ?=
 SET         ?=
-TRIALS      ?= 10
+TRIALS      ?=
 MINUTES     ?=
 STORAGE     ?=
+WORKERS     ?= 1
+SPACE       ?=
+PRUNER      ?= median
+STUDY       ?=
 RUNS        ?=
 FILE        ?=
 MESSAGE     ?=
@@ -26,11 +30,11 @@ LATEST_RUN  := runs/latest-$(COMPETITION).txt
 LATEST_SUB  := submissions/latest-$(COMPETITION).txt
 TRAIN_ARGS   = --competition $(COMPETITION) --arch $(ARCH) $(if $(EPOCHS),--set epochs=$(EPOCHS)) $(foreach s,$(SET),--set $(s))
 
-.PHONY: help venv demo data train tune predict submit test test-fast clean
+.PHONY: help venv demo data train tune tune-report bench-tune predict submit test test-fast clean
 
 help: ## list every target with a one-line description
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
-	@echo "  variables: COMPETITION=$(COMPETITION) ARCH=$(ARCH) EPOCHS= SET='name=value ...' TRIALS= MINUTES= STORAGE= RUNS= FILE= MESSAGE="
+	@echo "  variables: COMPETITION=$(COMPETITION) ARCH=$(ARCH) EPOCHS= SET='name=value ...' TRIALS= MINUTES= WORKERS= STORAGE= SPACE= RUNS= FILE= MESSAGE="
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,8 +59,15 @@ $(LATEST_RUN): $(DATA_READY)
 train: $(DATA_READY) ## train ARCH=cnn|resnet10 (uses tuned parameters when present) -> runs/<arch>-<time>/
 	$(KIP) train $(TRAIN_ARGS)
 
-tune: $(DATA_READY) ## Optuna search over optimizer, learning rate, epochs (TRIALS=, MINUTES=, STORAGE=)
-	$(KIP) tune $(TRAIN_ARGS) --trials $(TRIALS) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(STORAGE),--storage '$(STORAGE)')
+tune: $(DATA_READY) ## Optuna search, resumable (TRIALS=, MINUTES=, WORKERS=, STORAGE=, SPACE='learning_rate=1e-4:1e-2 ...')
+	$(KIP) tune $(TRAIN_ARGS) --trials $(or $(TRIALS),$(if $(MINUTES),0,10)) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(STORAGE),--storage '$(STORAGE)') \
+		--workers $(WORKERS) --pruner $(PRUNER) $(if $(STUDY),--study '$(STUDY)') $(foreach s,$(SPACE),--space '$(s)')
+
+tune-report: $(INSTALLED) ## plots and a top-trials table of the study -> reports/<slug>/tune-<slug>-<arch>*
+	$(KIP) tune-report --competition $(COMPETITION) --arch $(ARCH) $(if $(STORAGE),--storage '$(STORAGE)') $(if $(STUDY),--study '$(STUDY)')
+
+bench-tune: $(INSTALLED) ## trials/hour and best score with and without pruning on a GIC-sized subset (MINUTES= per mode)
+	$(BIN)/python -m tuning.bench_tune $(if $(MINUTES),--minutes $(MINUTES))
 
 $(LATEST_SUB): $(LATEST_RUN)
 	$(KIP) predict --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS))

@@ -17,7 +17,8 @@ from competition.config import load_competition  # noqa: E402
 from competition.errors import PipelineError  # noqa: E402
 from competition.fileio import write_text  # noqa: E402
 from pipelines.plots import save_figure  # noqa: E402
-from tuning.search import best_params, open_storage  # noqa: E402
+from tuning.search import best_params  # noqa: E402
+from tuning.storage import open_storage  # noqa: E402
 
 PLOTS = {
     "history": ovm.plot_optimization_history,

@@ -176,8 +176,9 @@ def build_space(arch: str, overrides: list[str] | dict | None = None, fixed: dic
             space.fixed[name] = value.choices[0] if isinstance(value, Choice) else (
                 value.low if isinstance(value, (Int, Float)) else value)
     for name, value in (fixed or {}).items():
-        space.params.pop(name, None)
-        space.fixed[name] = value
+        if name in space.params or name in space.fixed:  # other settings stay in the config, not in the space
+            space.params.pop(name, None)
+            space.fixed[name] = value
     return space
 
 
