@@ -150,9 +150,11 @@ def _worker(config: TrainConfig, space: SearchSpace, name: str, options: TuneOpt
 
 def tune(config: TrainConfig, n_trials: int | None = 10, storage: str | None = None, timeout: float | None = None,
          space: SearchSpace | None = None, workers: int = 1, pruner: str = "median", study: str | None = None,
-         heartbeat: int = HEARTBEAT_SECONDS) -> optuna.Study:
+         heartbeat: int = HEARTBEAT_SECONDS, dataset=None) -> optuna.Study:
     """Run ``n_trials`` more trials (in all, over ``workers`` processes) of the study for this competition and arch,
-    stopping new trials after ``timeout`` seconds; write the best parameters; return the study."""
+    stopping new trials after ``timeout`` seconds; write the best parameters; return the study.
+
+    ``dataset`` (one worker only) skips loading the data again when the caller has it already."""
     if n_trials is None and timeout is None:
         raise PipelineError("give a budget: a number of trials (TRIALS=) or minutes (MINUTES=)")
     if workers < 1:
@@ -174,7 +176,7 @@ def tune(config: TrainConfig, n_trials: int | None = 10, storage: str | None = N
           flush=True)
 
     if workers == 1:
-        run_trials(config, space, name, options, n_trials, deadline)
+        run_trials(config, space, name, options, n_trials, deadline, dataset=dataset)
     else:
         shares = [None] * workers if n_trials is None else \
             [n_trials // workers + (1 if i < n_trials % workers else 0) for i in range(workers)]
