@@ -12,9 +12,11 @@ import tensorflow as tf
 from optuna.trial import TrialState
 
 import tuning.search
+from competition.config import load_competition
 from pipelines.cli import main
+from pipelines.data import load_dataset
 from pipelines.train import TrainConfig
-from tuning.search import best_params_path, tune
+from tuning.search import best_params_path, make_objective, tune
 from tuning.space import build_space
 from tuning.storage import open_storage
 
@@ -71,6 +73,21 @@ def test_failing_trials_are_recorded_with_their_reason_and_the_study_goes_on(tin
     assert "ResourceExhaustedError" in study.trials[0].user_attrs["fail_reason"]
     assert "NaN" in study.trials[1].user_attrs["fail_reason"]
     assert best_params_path(tiny, "cnn").exists()
+
+
+def test_keras_pruning_callback_reports_every_epoch_and_prunes(tiny, home):
+    config = TrainConfig(competition=tiny, verbose=0)
+    dataset = load_dataset(load_competition(tiny), seed=config.seed, progress=False)
+    space = build_space("cnn", ["epochs=3", "batch_size=8"])
+    keep = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    keep.optimize(make_objective(config, space, dataset, home / "kept"), n_trials=1)
+    assert sorted(keep.trials[0].intermediate_values) == [0, 1, 2]  # one validation accuracy per epoch
+    # a pruner that stops every trial below accuracy 2.0 after the first epoch
+    prune = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    prune.optimize(make_objective(config, space, dataset, home / "pruned"), n_trials=1)
+    assert prune.trials[0].state == TrialState.PRUNED and list(prune.trials[0].intermediate_values) == [0]
+    assert (home / "kept" / "trial-0000" / "model.keras").exists()
+    assert not (home / "pruned" / "trial-0000" / "model.keras").exists()  # a pruned trial keeps no model
 
 
 def tune_command(home: Path, *args: str) -> list[str]:

@@ -66,14 +66,15 @@ def test_bad_storage_is_one_line_error(tmp_path):
         open_storage(str(tmp_path / "studies.db"))
 
 
-def test_study_opens_in_optuna_dashboard(tmp_path):
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_study_opens_in_optuna_dashboard(tmp_path, kind):
     dashboard = pytest.importorskip("optuna_dashboard")
     from wsgiref.util import setup_testing_defaults
 
-    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    url = f"sqlite:///{tmp_path / 'studies.db'}" if kind == "sqlite" else str(tmp_path / "tiny-cnn.journal")
     study = optuna.create_study(study_name="tiny-cnn", storage=open_storage(url), direction="maximize")
     study.optimize(lambda t: t.suggest_float("learning_rate", 1e-4, 1e-2, log=True), n_trials=3)
-    app = dashboard.wsgi(url)  # what `optuna-dashboard sqlite:///tuning/studies.db` serves
+    app = dashboard.wsgi(url)  # what `optuna-dashboard sqlite:///tuning/studies.db` (or the .journal) serves
 
     def get(path):
         environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET", "wsgi.input": io.BytesIO()}

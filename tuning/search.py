@@ -43,6 +43,7 @@ class TuneOptions:
     pruner: str = "median"
     heartbeat: int = HEARTBEAT_SECONDS
     workers: int = 1
+    max_epochs: int = 40  # Hyperband's largest budget: the most epochs a trial can run
 
 
 def study_name(config: TrainConfig) -> str:
@@ -53,12 +54,13 @@ def best_params_path(slug: str, arch: str) -> Path:
     return settings.tuning_dir() / f"best-{slug}-{arch}.json"
 
 
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
-    """Median: stop a trial whose epoch score is below the median of earlier trials at that epoch."""
+def make_pruner(name: str, max_epochs: int = 40) -> optuna.pruners.BasePruner:
+    """Median: after 4 trials, stop a trial whose validation accuracy from its second epoch on is below the median
+    of earlier trials at that epoch. Hyperband: successive halving over 1, 3, 9, ... epochs up to ``max_epochs``."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=3)
     if name == "none":
         return optuna.pruners.NopPruner()
     raise PipelineError(f"unknown pruner '{name}'; choose one of {', '.join(PRUNERS)}")
@@ -68,7 +70,7 @@ def open_study(name: str, options: TuneOptions, seed: int) -> optuna.Study:
     """Create the study or load it; the sampler's seed moves on with the study so a rerun does not repeat trials."""
     storage = open_storage(options.storage, options.heartbeat)
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-                                pruner=make_pruner(options.pruner))
+                                pruner=make_pruner(options.pruner, options.max_epochs))
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)))
     return study
 
@@ -160,9 +162,11 @@ def tune(config: TrainConfig, n_trials: int | None = 10, storage: str | None = N
     if workers < 1:
         raise PipelineError("workers must be at least 1")
     deadline = None if timeout is None else time.time() + timeout
-    options = TuneOptions(storage=storage, study=study, pruner=pruner, heartbeat=heartbeat, workers=workers)
-    name = study or study_name(config)
     space = space or build_space(config.arch)
+    epochs = space.params.get("epochs")
+    options = TuneOptions(storage=storage, study=study, pruner=pruner, heartbeat=heartbeat, workers=workers,
+                          max_epochs=epochs.high if epochs is not None else int(space.fixed.get("epochs", config.epochs)))
+    name = study or study_name(config)
     existing = open_study(name, options, config.seed)
     check_compatible(existing, space)
     counts = count_states(existing)
