@@ -145,3 +145,11 @@ def test_two_local_workers_share_one_study(tiny, home):
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 4  # seeded per worker: no repeated trial
     assert json.loads(best_params_path(tiny, "cnn").read_text())["trial"] == study.best_trial.number
+
+
+def test_minutes_budget_stops_starting_trials(tiny, home):
+    started = time.time()
+    study = tune(TrainConfig(competition=tiny, verbose=0), n_trials=None, timeout=6, space=build_space("cnn", QUICK))
+    assert len(study.trials) >= 1
+    assert all(t.datetime_start.timestamp() <= started + 6 for t in study.trials)  # none started after the budget
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)  # the running one was let finish
