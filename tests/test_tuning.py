@@ -46,6 +46,7 @@ def test_study_is_stored_in_sqlite_and_resumes(tiny, home, capsys):
     best = json.loads(best_params_path(tiny, "cnn").read_text())
     assert best["params"] == {**study.best_params, "batch_size": 8}  # sampled and fixed settings
     assert best["trial"] == study.best_trial.number
+    assert not (home / "runs" / "latest-tiny.txt").exists()  # trial runs are not what `make predict` picks up
 
     # make train picks the tuned parameters up, and says so
     assert main(["train", "--competition", tiny, "--set", "verbose=0"]) == 0

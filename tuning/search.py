@@ -24,9 +24,9 @@ from optuna_integration import KerasPruningCallback
 from competition import settings
 from competition.config import load_competition
 from competition.errors import PipelineError, first_line
-from competition.fileio import write_json
+from competition.fileio import write_json, write_text
 from pipelines.data import load_dataset
-from pipelines.train import TrainConfig, train
+from pipelines.train import TrainConfig, latest_run_file, train
 from tuning.space import SearchSpace, build_space, check_compatible
 from tuning.storage import HEARTBEAT_SECONDS, default_storage, open_storage
 
@@ -179,6 +179,25 @@ def tune(config: TrainConfig, n_trials: int | None = 10, storage: str | None = N
           + (f"; heartbeat {heartbeat} s" if is_heartbeat_enabled(existing._storage) else "; no heartbeat (journal)"),
           flush=True)
 
+    # Trial runs are not runs for `make predict`: put the latest-run pointer back as it was afterwards.
+    slug = load_competition(config.competition).slug
+    pointer = latest_run_file(slug)
+    before = pointer.read_text() if pointer.exists() else None
+    try:
+        _run_workers(config, space, name, options, n_trials, deadline, workers, dataset)
+    finally:
+        if before is None:
+            pointer.unlink(missing_ok=True)
+        else:
+            write_text(pointer, before)
+
+    final = optuna.load_study(study_name=name, storage=open_storage(storage, heartbeat))
+    write_best_params(final, slug, config.arch)
+    return final
+
+
+def _run_workers(config, space, name, options, n_trials, deadline, workers, dataset) -> None:
+    """Run the trials in this process, or in ``workers`` spawned processes sharing the study."""
     if workers == 1:
         run_trials(config, space, name, options, n_trials, deadline, dataset=dataset)
     else:
@@ -197,10 +216,6 @@ def tune(config: TrainConfig, n_trials: int | None = 10, storage: str | None = N
         failed = [p.name for p in processes if p.exitcode != 0]
         if failed:
             print(f"tune: worker(s) {', '.join(failed)} exited abnormally; rerun to continue the study")
-
-    final = optuna.load_study(study_name=name, storage=open_storage(storage, heartbeat))
-    write_best_params(final, load_competition(config.competition).slug, config.arch)
-    return final
 
 
 def best_params(trial: optuna.trial.FrozenTrial) -> dict:
