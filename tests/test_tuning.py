@@ -29,7 +29,7 @@ def db_url(home: Path) -> str:
 
 def test_study_is_stored_in_sqlite_and_resumes(tiny, home, capsys):
     config = TrainConfig(competition=tiny, verbose=0)
-    space = build_space("cnn", ["epochs=1:2", "batch_size=8"])
+    space = build_space("cnn", QUICK)
     tune(config, n_trials=2, space=space)
     study = tune(config, n_trials=1, space=space)
     assert (home / "tuning" / "studies.db").exists()
@@ -38,13 +38,13 @@ def test_study_is_stored_in_sqlite_and_resumes(tiny, home, capsys):
     assert len(loaded.trials) == 3
     assert len({tuple(sorted(t.params.items())) for t in loaded.trials}) == 3  # the resumed sampler moved on
     for trial in study.trials:
-        assert {"optimizer", "learning_rate", "epochs", "dropout_rate"} <= set(trial.params)
+        assert {"optimizer", "learning_rate", "dropout_rate"} <= set(trial.params)
         assert trial.params["optimizer"] in {"adam", "adamw", "sgd", "rmsprop"}
     out = capsys.readouterr().out
     assert "search space for cnn" in out and "learning_rate" in out  # the space is printed at start
 
     best = json.loads(best_params_path(tiny, "cnn").read_text())
-    assert best["params"] == {**study.best_params, "batch_size": 8}  # sampled and fixed settings
+    assert best["params"] == {**study.best_params, "epochs": 1, "batch_size": 8}  # sampled and fixed settings
     assert best["trial"] == study.best_trial.number
     assert not (home / "runs" / "latest-tiny.txt").exists()  # trial runs are not what `make predict` picks up
 

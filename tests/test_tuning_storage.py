@@ -50,8 +50,8 @@ def assert_no_lost_or_duplicated(study: optuna.Study, expected: int) -> None:
 
 def test_sqlite_holds_under_four_local_workers(tmp_path):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    study = run_workers(url, workers=4, n_trials=25)
-    assert_no_lost_or_duplicated(study, 100)
+    study = run_workers(url, workers=4, n_trials=15)
+    assert_no_lost_or_duplicated(study, 60)
 
 
 def test_journal_file_storage_shared_by_two_workers(tmp_path):
@@ -136,5 +136,5 @@ def postgres_url():
 
 
 def test_postgresql_several_workers_share_one_study(postgres_url):
-    study = run_workers(postgres_url, workers=3, n_trials=15)
-    assert_no_lost_or_duplicated(study, 45)
+    study = run_workers(postgres_url, workers=3, n_trials=10)
+    assert_no_lost_or_duplicated(study, 30)
