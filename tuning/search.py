@@ -71,7 +71,8 @@ def open_study(name: str, options: TuneOptions, seed: int) -> optuna.Study:
     storage = open_storage(options.storage, options.heartbeat)
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
                                 pruner=make_pruner(options.pruner, options.max_epochs))
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)))
+    # constant_liar: trials still running elsewhere count as bad, so parallel workers do not sample the same spot
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)), constant_liar=True)
     return study
 
 
