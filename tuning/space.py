@@ -26,12 +26,12 @@ COMMON: dict[str, BaseDistribution] = {
     "optimizer": Choice(["adam", "adamw", "sgd", "rmsprop"]),
     "learning_rate": Float(1e-4, 3e-2, log=True),
     "momentum": Float(0.8, 0.99),
-    "weight_decay": Float(1e-6, 1e-2, log=True),
+    "weight_decay": Float(1e-5, 1e-1, log=True),
     "epochs": Int(5, 40),
     "batch_size": Choice([32, 64, 128]),
     "dropout_rate": Float(0.0, 0.5),
     "label_smoothing": Float(0.0, 0.2),
-    "augment": Float(0.0, 1.0),
+    "augment_strength": Float(0.0, 1.5),
 }
 
 ARCH_SPACES: dict[str, dict[str, BaseDistribution]] = {
