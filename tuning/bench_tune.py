@@ -1,13 +1,13 @@
 """``make bench-tune``: trials per hour and best validation accuracy with and without pruning, in one run.
 
-Both modes search the same space with the same seeded sampler for the same wall-clock budget on the same data: a
-GIC-like subset (``--classes`` classes of the GIC train split at ``--size`` pixels when ``data/raw/gic-unibuc-dl-2023``
-is present, else generated images of the same kind). Figures go to stdout and ``reports/bench-tune/``.
+Each mode (no pruning, median, Hyperband) searches the same space with the same seeded sampler for the same
+wall-clock budget, taking turns trial by trial, on a GIC-like subset: ``--classes`` classes of the GIC train split at
+``--size`` pixels when ``data/raw/gic-unibuc-dl-2023`` is present, else generated images of the same kind.
+Figures go to stdout and ``reports/bench-tune/``.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import tempfile
@@ -88,25 +88,46 @@ def write_subset(home: Path, images, labels, classes: int, size: int, seed: int)
     return "bench-tune"
 
 
-def run_mode(config, dataset, space, pruner: str, minutes: float) -> dict:
-    """One study from scratch with ``pruner`` for ``minutes``; its rate and best score."""
-    from tuning.search import tune
+def run_interleaved(config, dataset, space, pruners: list[str], minutes: float) -> list[dict]:
+    """One study per pruner, run one trial at a time in turn until each has used ``minutes`` of wall-clock time.
 
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    study = tune(config, n_trials=None, timeout=minutes * 60, space=space, pruner=pruner,
-                 study=f"bench-{pruner}", dataset=dataset)
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    states = [t.state.name for t in study.trials]
-    finished = states.count("COMPLETE") + states.count("PRUNED")
-    epochs = sum(len(t.intermediate_values) for t in study.trials)
-    return {
-        "pruner": pruner, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
-        "trials_finished": finished, "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
-        "failed": states.count("FAIL"), "epochs_trained": epochs,
-        "trials_per_hour": round(finished / wall * 3600, 1),
-        "best_val_accuracy": round(study.best_value, 4) if states.count("COMPLETE") else None,
-        "best_params": study.best_params if states.count("COMPLETE") else None,
-    }
+    Taking turns spreads the load of a shared machine evenly over the modes, where running them one after the other
+    would let a busy spell fall on one mode only.
+    """
+    import optuna
+
+    from tuning.search import TuneOptions, run_trials
+    from tuning.storage import open_storage
+
+    epochs = space.params.get("epochs")
+    max_epochs = epochs.high if epochs is not None else int(space.fixed.get("epochs", config.epochs))
+    wall = {p: 0.0 for p in pruners}
+    cpu = {p: 0.0 for p in pruners}
+    budget = minutes * 60
+    while any(wall[p] < budget for p in pruners):
+        for pruner in pruners:
+            if wall[pruner] >= budget:
+                continue
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            run_trials(config, space, f"bench-{pruner}", TuneOptions(pruner=pruner, max_epochs=max_epochs), 1, None,
+                       dataset=dataset)
+            wall[pruner] += time.perf_counter() - wall0
+            cpu[pruner] += time.process_time() - cpu0
+    results = []
+    for pruner in pruners:
+        study = optuna.load_study(study_name=f"bench-{pruner}", storage=open_storage())
+        states = [t.state.name for t in study.trials]
+        finished = states.count("COMPLETE") + states.count("PRUNED")
+        results.append({
+            "pruner": pruner, "wall_seconds": round(wall[pruner], 1), "cpu_seconds": round(cpu[pruner], 1),
+            "trials_finished": finished, "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
+            "failed": states.count("FAIL"), "epochs_trained": sum(len(t.intermediate_values) for t in study.trials),
+            "trials_per_hour": round(finished / wall[pruner] * 3600, 1),
+            "trials_per_cpu_hour": round(finished / cpu[pruner] * 3600, 1),
+            "best_val_accuracy": round(study.best_value, 4) if states.count("COMPLETE") else None,
+            "best_params": study.best_params if states.count("COMPLETE") else None,
+        })
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.minutes:g} min per mode, {os.cpu_count()} CPUs", flush=True)
         config = TrainConfig(competition=slug, arch="cnn", verbose=0)
         space = build_space("cnn", args.space or ["epochs=2:8"])
-        results = [run_mode(config, dataset, space, pruner, args.minutes) for pruner in ("none", *args.pruners)]
+        results = run_interleaved(config, dataset, space, ["none", *args.pruners], args.minutes)
     os.environ.pop("KIP_HOME")
 
     base = results[0]
@@ -146,12 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         r["speedup"] = round(r["trials_per_hour"] / base["trials_per_hour"], 2) if base["trials_per_hour"] else None
     lines = [f"# bench-tune: {source}", "",
              f"{len(dataset.train)} train / {len(dataset.val)} val images, {args.minutes:g} minutes per mode, "
-             f"cnn, space overrides {args.space or ['epochs=2:8']}, peak RSS "
+             f"taking turns trial by trial, cnn, space overrides {args.space or ['epochs=2:8']}, peak RSS "
              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB", "",
-             "| pruner | trials/hour | vs none | finished (complete + pruned) | failed | epochs trained "
-             "| best val_accuracy | wall s | CPU s |", "|---|---|---|---|---|---|---|---|---|"]
+             "| pruner | trials/hour | vs none | trials/CPU-hour | finished (complete + pruned) | failed "
+             "| epochs trained | best val_accuracy | wall s | CPU s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['pruner']} | {r['trials_per_hour']} | {r['speedup']}x | {r['trials_finished']} "
+        lines.append(f"| {r['pruner']} | {r['trials_per_hour']} | {r['speedup']}x | {r['trials_per_cpu_hour']} "
+                     f"| {r['trials_finished']} "
                      f"({r['complete']} + {r['pruned']}) | {r['failed']} | {r['epochs_trained']} | "
                      f"{r['best_val_accuracy']} | {r['wall_seconds']} | {r['cpu_seconds']} |")
     lines.append("")
