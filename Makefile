@@ -30,10 +30,10 @@ LATEST_RUN  := runs/latest-$(COMPETITION).txt
 LATEST_SUB  := submissions/latest-$(COMPETITION).txt
 TRAIN_ARGS   = --competition $(COMPETITION) --arch $(ARCH) $(if $(EPOCHS),--set epochs=$(EPOCHS)) $(foreach s,$(SET),--set $(s))
 
-.PHONY: help venv demo data train tune tune-report bench-tune predict submit test test-fast clean
+.PHONY: help venv demo data train tune tune-report bench-tune predict submit check-submission submissions test test-fast clean
 
 help: ## list every target with a one-line description
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 	@echo "  variables: COMPETITION=$(COMPETITION) ARCH=$(ARCH) EPOCHS= SET='name=value ...' TRIALS= MINUTES= WORKERS= STORAGE= SPACE= RUNS= FILE= MESSAGE="
 
 $(INSTALLED): pyproject.toml
@@ -75,8 +75,17 @@ $(LATEST_SUB): $(LATEST_RUN)
 predict: $(LATEST_RUN) ## predict the test split with the newest run (or RUNS="a b") -> submissions/<run>.csv
 	$(KIP) predict --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS))
 
-submit: $(LATEST_SUB) ## upload the newest submission (or FILE=, MESSAGE=) with the kaggle client
+# FILE= uploads that file; RUNS="a b" predicts with those runs first; otherwise the newest submission (made if missing).
+submit: $(if $(or $(FILE),$(RUNS)),$(INSTALLED),$(LATEST_SUB)) ## check, then upload the newest submission (or FILE=, RUNS=, MESSAGE=) and list recent scores
+	$(if $(RUNS),$(if $(FILE),$(error give FILE= or RUNS=, not both)))
+	$(if $(RUNS),$(KIP) predict --competition $(COMPETITION) --runs $(RUNS))
 	$(KIP) submit --competition $(COMPETITION) $(if $(FILE),--file '$(FILE)') $(if $(MESSAGE),--message '$(MESSAGE)')
+
+check-submission: $(INSTALLED) ## refuse a submission CSV (FILE=, default the newest) with a wrong header, ids or labels
+	$(KIP) check-submission --competition $(COMPETITION) $(if $(FILE),--file '$(FILE)')
+
+submissions: $(INSTALLED) ## list local submission files with their validation scores, newest first
+	$(KIP) submissions
 
 test: $(INSTALLED) ## run the whole test suite (creates .venv if missing)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -115,27 +115,74 @@ def cmd_predict(args) -> Path:
     metrics = [json.loads((r / "metrics.json").read_text()) for r in runs if (r / "metrics.json").exists()]
     val = sum(m["val_accuracy"] for m in metrics) / len(metrics) if metrics else None
     save_probabilities(prediction, runs[0] / "test_probabilities.npz")
-    path = write_submission(competition, prediction.ids, prediction.labels, submission_path(name),
+    path = write_submission(competition, prediction.ids, prediction.labels, submission_path(name, val),
                             details={"runs": [str(r) for r in runs], "val_accuracy": val})
     print(f"predict: {len(prediction.ids)} rows -> {path}")
     return path
 
 
-def cmd_submit(args) -> None:
+def submission_competition(path: Path, default: str):
+    """The competition a submission file belongs to: its sidecar's, else ``default``."""
     import json
 
-    from submissions.upload import submit
+    from competition.config import load_competition
+
+    sidecar = path.with_suffix(".json")
+    slug = default
+    if sidecar.exists():
+        try:
+            slug = json.loads(sidecar.read_text()).get("competition", default)
+        except json.JSONDecodeError:
+            pass
+    return load_competition(slug)
+
+
+def cmd_check_submission(args):
+    from submissions.checker import check_submission
     from submissions.writer import newest_submission
 
     path = Path(args.file) if args.file else newest_submission(args.competition)
-    details = {}
+    report = check_submission(submission_competition(path, args.competition), path)
+    print(f"check: {report.summary()}")
+    return report
+
+
+def cmd_submit(args) -> None:
+    """Check the file, upload it with the kaggle client, then list the competition's recent submissions."""
+    import json
+
+    from submissions import upload
+    from submissions.writer import newest_submission
+
+    path = Path(args.file) if args.file else newest_submission(args.competition)
+    competition = submission_competition(path, args.competition)
+    cmd_check_submission(argparse.Namespace(file=str(path), competition=competition.slug))
+    scores = {}
     if path.with_suffix(".json").exists():
-        details = json.loads(path.with_suffix(".json").read_text())
-    slug = details.get("competition", args.competition)
-    val = details.get("val_accuracy")
+        scores = json.loads(path.with_suffix(".json").read_text()).get("scores") or {}
+    val = scores.get("val_accuracy")
     message = args.message or f"{path.stem}" + (f" val_accuracy={val:.4f}" if val is not None else "")
-    print(f"submit: uploading {path} to {slug} ({message})")
-    print(f"submit: {submit(path, message, slug)}")
+    print(f"submit: uploading {path} to {competition.slug} ({message})")
+    done = upload.submit(path, message, competition.slug)
+    upload.record_upload(path, competition.slug, message, done)
+    print(f"submit: Kaggle says: {done.message}" + (f" (ref {done.ref})" if done.ref else ""))
+    try:
+        left = upload.remaining_today(competition.slug)
+        rows = upload.recent_submissions(competition.slug)
+    except PipelineError as err:
+        print(f"submit: uploaded, but the submission list failed: {err}", file=sys.stderr)
+        return
+    print(f"submit: recent submissions to {competition.slug}"
+          + (f" ({left} more allowed today)" if left is not None else "") + ":")
+    for line in upload.format_submissions(rows):
+        print(f"  {line}")
+
+
+def cmd_submissions(args) -> None:
+    from submissions.listing import format_listing, list_submissions
+
+    for line in format_listing(list_submissions(args.competition)):
+        print(line)
 
 
 def cmd_demo(args) -> None:
@@ -143,15 +190,13 @@ def cmd_demo(args) -> None:
     import json
 
     from competition.config import load_competition
+    from pipelines.train import latest_run
     from submissions.writer import score_submission
 
-    args.set = args.set or []
     cmd_data(args)
     cmd_train(args)
     path = cmd_predict(argparse.Namespace(**{**vars(args), "runs": None}))
     competition = load_competition(args.competition)
-    from pipelines.train import latest_run
-
     metrics = json.loads((latest_run(competition.slug) / "metrics.json").read_text())
     test = score_submission(competition, path)
     print("\n== demo result ==")
@@ -196,9 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--study", default=None)
     p = stage("predict", cmd_predict, "predict the test split and write submissions/<run>.csv")
     p.add_argument("--runs", nargs="*", help="run folders (default: the newest); several are averaged")
-    s = stage("submit", cmd_submit, "upload a submission with the kaggle client")
+    s = stage("submit", cmd_submit, "check a submission, upload it with the kaggle client, list recent ones")
     s.add_argument("--file", default=None, help="CSV to upload (default: the newest for the competition)")
     s.add_argument("--message", default=None)
+    stage("check-submission", cmd_check_submission, "check a submission file against the competition").add_argument(
+        "--file", default=None, help="CSV to check (default: the newest for the competition)")
+    ls = sub.add_parser("submissions", help="list local submission files with validation scores, newest first")
+    ls.add_argument("--competition", default=None, help="only this competition's")
+    ls.set_defaults(func=cmd_submissions)
     d = trainable(stage("demo", cmd_demo, "the whole chain on the embedded demo competition"))
     d.add_argument("--force", action="store_true")
     return parser
