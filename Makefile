@@ -12,9 +12,13 @@ COMPETITION ?= digits-demo
 ARCH        ?= cnn
 EPOCHS      ?=
 SET         ?=
-TRIALS      ?= 10
+TRIALS      ?=
 MINUTES     ?=
 STORAGE     ?=
+WORKERS     ?= 1
+SPACE       ?=
+PRUNER      ?= median
+STUDY       ?=
 RUNS        ?=
 FILE        ?=
 WEIGHTS     ?=
@@ -30,11 +34,13 @@ LATEST_SUB  := submissions/latest-$(COMPETITION).txt
 TRAIN_ARGS   = --competition $(COMPETITION) --arch $(ARCH) $(if $(EPOCHS),--set epochs=$(EPOCHS)) $(if $(WEIGHTS),--set weights=$(WEIGHTS)) $(foreach s,$(SET),--set $(s))
 PREDICT_ARGS = --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(TTA),--tta) $(if $(IMAGE),--image '$(IMAGE)')
 
-.PHONY: help venv demo data train tune predict submit check-submission submissions test test-fast clean bench-train
+.PHONY: help venv demo data train tune tune-report predict submit check-submission submissions test test-fast clean \
+	bench bench-train bench-tune
 
 help: ## list every target with a one-line description
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
-	@echo "  variables: COMPETITION=$(COMPETITION) ARCH=$(ARCH) EPOCHS= SET='name=value ...' TRIALS= MINUTES= STORAGE= RUNS= TTA= IMAGE= WEIGHTS= FILE= MESSAGE="
+	@echo "  variables: COMPETITION=$(COMPETITION) ARCH=$(ARCH) EPOCHS= SET='name=value ...' MINUTES= TRIALS= WORKERS= STORAGE= SPACE= PRUNER= STUDY="
+	@echo "             RUNS= TTA= IMAGE= WEIGHTS= FILE= MESSAGE="
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,8 +65,15 @@ $(LATEST_RUN): $(DATA_READY)
 train: $(DATA_READY) ## train ARCH=cnn|resnet10|mobilenetv2 in MINUTES= (default 18; WEIGHTS=, tuned params) -> runs/<arch>-<time>/
 	$(KIP) train $(TRAIN_ARGS) $(if $(MINUTES),--set minutes=$(MINUTES))
 
-tune: $(DATA_READY) ## Optuna search over optimizer, learning rate, epochs (TRIALS=, MINUTES=, STORAGE=)
-	$(KIP) tune $(TRAIN_ARGS) --trials $(TRIALS) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(STORAGE),--storage '$(STORAGE)')
+tune: $(DATA_READY) ## Optuna search, resumable (TRIALS=, MINUTES=, WORKERS=, STORAGE=, SPACE='learning_rate=1e-4:1e-2 ...')
+	$(KIP) tune $(TRAIN_ARGS) --trials $(or $(TRIALS),$(if $(MINUTES),0,10)) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(STORAGE),--storage '$(STORAGE)') \
+		--workers $(WORKERS) --pruner $(PRUNER) $(if $(STUDY),--study '$(STUDY)') $(foreach s,$(SPACE),--space '$(s)')
+
+tune-report: $(INSTALLED) ## plots and a top-trials table of the study -> reports/<slug>/tune-<slug>-<arch>*
+	$(KIP) tune-report --competition $(COMPETITION) --arch $(ARCH) $(if $(STORAGE),--storage '$(STORAGE)') $(if $(STUDY),--study '$(STUDY)')
+
+bench-tune: $(INSTALLED) ## trials/hour and best score with and without pruning on a GIC-sized subset (MINUTES= per mode)
+	$(BIN)/python -m tuning.bench_tune $(if $(MINUTES),--minutes $(MINUTES))
 
 $(LATEST_SUB): $(LATEST_RUN)
 	$(KIP) predict --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(TTA),--tta)

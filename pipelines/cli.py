@@ -71,16 +71,34 @@ def cmd_train(args) -> None:
 
 
 def cmd_tune(args) -> None:
-    from tuning.search import best_params_path, tune
+    from competition.config import load_competition
+    from tuning.search import best_params, best_params_path, tune
+    from tuning.space import build_space
 
     config = training_config(argparse.Namespace(**{**vars(args), "no_tuned": True}))
-    study = tune(config, n_trials=args.trials, storage=args.storage,
-                 timeout=args.minutes * 60 if args.minutes else None)
-    done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    print(f"tune: study {study.study_name}: {len(study.trials)} trials ({len(done)} complete)")
-    if done:
-        print(f"tune: best val_accuracy={study.best_value:.4f} with {study.best_params} -> "
-              f"{best_params_path(config.competition, config.arch)}")
+    space = build_space(config.arch, args.space, fixed=parse_settings(args.set))
+    study = tune(config, n_trials=args.trials or None, storage=args.storage, space=space, workers=args.workers,
+                 timeout=args.minutes * 60 if args.minutes else None, pruner=args.pruner,
+                 study=args.study, heartbeat=args.heartbeat)
+    states = {}
+    for trial in study.trials:
+        states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
+    print(f"tune: study {study.study_name}: {len(study.trials)} trials ("
+          + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + ")")
+    for trial in study.trials[-20:]:
+        if trial.state.name == "FAIL":
+            print(f"tune: trial {trial.number} failed: {trial.user_attrs.get('fail_reason', 'process died (heartbeat)')}")
+    if states.get("complete"):
+        slug = load_competition(config.competition).slug
+        print(f"tune: best val_accuracy={study.best_value:.4f} (trial {study.best_trial.number}) "
+              f"{best_params(study.best_trial)} -> {best_params_path(slug, config.arch)}")
+
+
+def cmd_tune_report(args) -> None:
+    from tuning.report import write_report
+
+    for path in write_report(args.competition, args.arch, storage=args.storage, study=args.study):
+        print(f"tune-report: {path}")
 
 
 def resolve_runs(args) -> list[Path]:
@@ -223,10 +241,20 @@ def build_parser() -> argparse.ArgumentParser:
     stage("data", cmd_data, "download or build the competition's raw files").add_argument(
         "--force", action="store_true", help="fetch again even if present")
     trainable(stage("train", cmd_train, "train a model; writes runs/<arch>-<time>/"))
-    t = trainable(stage("tune", cmd_tune, "Optuna search over optimizer, learning rate and epochs"))
-    t.add_argument("--trials", type=int, default=10)
+    t = trainable(stage("tune", cmd_tune, "Optuna search over optimizer, learning rate, epochs, batch size, ..."))
+    t.add_argument("--trials", type=int, default=10, help="more trials to run, over all workers (0: no limit)")
     t.add_argument("--minutes", type=float, default=None, help="stop starting trials after this long")
     t.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite under tuning/)")
+    t.add_argument("--study", default=None, help="study name (default: <slug>-<arch>)")
+    t.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    t.add_argument("--space", action="append", metavar="NAME=SPEC|FILE",
+                   help="narrow or fix the search: lr=1e-4:1e-2, optimizer=adam,sgd, epochs=10, or a TOML/JSON file")
+    t.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"])
+    t.add_argument("--heartbeat", type=int, default=30, help="seconds between trial heartbeats (RDB storages)")
+    r = stage("tune-report", cmd_tune_report, "plots and a top-trials table of a study -> reports/<slug>/")
+    r.add_argument("--arch", default=settings.DEFAULT_ARCH)
+    r.add_argument("--storage", default=None)
+    r.add_argument("--study", default=None)
     p = stage("predict", cmd_predict, "predict the test split and write submissions/<run>.csv")
     p.add_argument("--runs", nargs="*", help="run folders (default: the newest); several are averaged")
     p.add_argument("--tta", action="store_true", help="also predict the flipped images and average")

@@ -1,27 +1,52 @@
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
+import pytest
+import tensorflow as tf
+from optuna.trial import TrialState
 
+import tuning.search
+from competition.config import load_competition
 from pipelines.cli import main
+from pipelines.data import load_dataset
 from pipelines.train import TrainConfig
-from tuning.search import best_params_path, tune
+from tuning.search import best_params_path, make_objective, tune
+from tuning.space import build_space
+from tuning.storage import open_storage
+
+QUICK = ["epochs=1", "batch_size=8"]  # tiny data, one epoch: each trial takes a few seconds
+
+
+def db_url(home: Path) -> str:
+    return f"sqlite:///{home / 'tuning' / 'studies.db'}"
 
 
 def test_study_is_stored_in_sqlite_and_resumes(tiny, home, capsys):
-    config = TrainConfig(competition=tiny, batch_size=8, verbose=0)
-    tune(config, n_trials=2, epochs_range=(1, 2))
-    study = tune(config, n_trials=1, epochs_range=(1, 2))
+    config = TrainConfig(competition=tiny, verbose=0)
+    space = build_space("cnn", QUICK)
+    tune(config, n_trials=2, space=space)
+    study = tune(config, n_trials=1, space=space)
     assert (home / "tuning" / "studies.db").exists()
     assert len(study.trials) == 3
-    loaded = optuna.load_study(study_name="tiny-cnn", storage=f"sqlite:///{home / 'tuning' / 'studies.db'}")
+    loaded = optuna.load_study(study_name="tiny-cnn", storage=db_url(home))
     assert len(loaded.trials) == 3
+    assert len({tuple(sorted(t.params.items())) for t in loaded.trials}) == 3  # the resumed sampler moved on
     for trial in study.trials:
-        assert set(trial.params) == {"optimizer", "learning_rate", "epochs"}
-        assert trial.params["optimizer"] in {"adam", "sgd", "rmsprop"}
+        assert {"optimizer", "learning_rate", "dropout_rate"} <= set(trial.params)
+        assert trial.params["optimizer"] in {"adam", "adamw", "sgd", "rmsprop"}
+    out = capsys.readouterr().out
+    assert "search space for cnn" in out and "learning_rate" in out  # the space is printed at start
 
     best = json.loads(best_params_path(tiny, "cnn").read_text())
-    assert best["params"] == study.best_params
+    assert best["params"] == {**study.best_params, "epochs": 1, "batch_size": 8}  # sampled and fixed settings
+    assert best["trial"] == study.best_trial.number
+    assert not (home / "runs" / "latest-tiny.txt").exists()  # trial runs are not what `make predict` picks up
 
     # make train picks the tuned parameters up, and says so
     assert main(["train", "--competition", tiny, "--set", "verbose=0"]) == 0
@@ -30,3 +55,102 @@ def test_study_is_stored_in_sqlite_and_resumes(tiny, home, capsys):
     run = out.split("train: ")[-1].split()[0]
     used = json.loads((Path(run) / "config.json").read_text())
     assert used["optimizer"] == best["params"]["optimizer"] and used["epochs"] == best["params"]["epochs"]
+
+
+def test_failing_trials_are_recorded_with_their_reason_and_the_study_goes_on(tiny, home, monkeypatch):
+    real_train, calls = tuning.search.train, []
+
+    def flaky_train(config, **kwargs):
+        calls.append(config)
+        if len(calls) == 1:
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape [8,64,16,16]")
+        if len(calls) == 2:  # a learning rate this large makes the loss NaN; TerminateOnNaN stops the run
+            return real_train(config.update(optimizer="sgd", learning_rate=1e12, momentum=0.9), **kwargs)
+        return real_train(config, **kwargs)
+
+    monkeypatch.setattr(tuning.search, "train", flaky_train)
+    study = tune(TrainConfig(competition=tiny, verbose=0), n_trials=3, space=build_space("cnn", QUICK))
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
+    assert "ResourceExhaustedError" in study.trials[0].user_attrs["fail_reason"]
+    assert "NaN" in study.trials[1].user_attrs["fail_reason"]
+    assert best_params_path(tiny, "cnn").exists()
+
+
+def test_keras_pruning_callback_reports_every_epoch_and_prunes(tiny, home):
+    config = TrainConfig(competition=tiny, verbose=0)
+    dataset = load_dataset(load_competition(tiny), seed=config.seed, progress=False)
+    space = build_space("cnn", ["epochs=3", "batch_size=8"])
+    keep = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    keep.optimize(make_objective(config, space, dataset, home / "kept"), n_trials=1)
+    assert sorted(keep.trials[0].intermediate_values) == [0, 1, 2]  # one validation accuracy per epoch
+    # a pruner that stops every trial below accuracy 2.0 after the first epoch
+    prune = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    prune.optimize(make_objective(config, space, dataset, home / "pruned"), n_trials=1)
+    assert prune.trials[0].state == TrialState.PRUNED and list(prune.trials[0].intermediate_values) == [0]
+    assert (home / "kept" / "trial-0000" / "model.keras").exists()
+    assert not (home / "pruned" / "trial-0000" / "model.keras").exists()  # a pruned trial keeps no model
+
+
+def tune_command(home: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pipelines.cli", "tune", "--competition", "tiny", "--set", "verbose=0",
+            "--heartbeat", "1", *[a for s in QUICK for a in ("--space", s)], *args]
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_sigkill_mid_study_loses_no_finished_trial_and_resumes(tiny, home):
+    env = {**os.environ, "KIP_HOME": str(home), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen(tune_command(home, "--trials", "50", "--space", "epochs=2"), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    storage = open_storage(db_url(home), heartbeat=1)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:  # wait for a finished trial and a second well under way
+            time.sleep(0.5)
+            try:
+                trials = optuna.load_study(study_name="tiny-cnn", storage=storage).get_trials()
+            except KeyError:
+                continue
+            done = [t for t in trials if t.state == TrialState.COMPLETE]
+            running = [t for t in trials if t.state == TrialState.RUNNING]
+            if done and running and time.time() - running[0].datetime_start.timestamp() > 1.0:
+                break
+        else:
+            pytest.fail("the tuning process never finished a trial")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    before = optuna.load_study(study_name="tiny-cnn", storage=storage).get_trials()
+    finished = {t.number: (t.value, t.params) for t in before if t.state == TrialState.COMPLETE}
+    stale = [t for t in before if t.state == TrialState.RUNNING]
+    assert len(stale) == 1  # the trial the kill interrupted
+
+    time.sleep(3.5)  # the grace period (3 heartbeats) passes
+    subprocess.run(tune_command(home, "--trials", "1"), env=env, check=True, capture_output=True)
+    after = {t.number: t for t in optuna.load_study(study_name="tiny-cnn", storage=storage).get_trials()}
+    for number, (value, params) in finished.items():  # no finished trial lost or changed
+        assert after[number].state == TrialState.COMPLETE
+        assert (after[number].value, after[number].params) == (value, params)
+    assert after[stale[0].number].state == TrialState.FAIL  # marked failed by the heartbeat check
+    retried = [t for t in after.values()
+               if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == stale[0].number]
+    assert len(retried) == 1 and retried[0].params == stale[0].params and retried[0].state == TrialState.COMPLETE
+    assert len(after) == len(before) + 1  # the study continued: the new trial re-ran the killed one's settings
+
+
+def test_two_local_workers_share_one_study(tiny, home):
+    study = tune(TrainConfig(competition=tiny, verbose=0), n_trials=4, workers=2, space=build_space("cnn", QUICK))
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4  # seeded per worker: no repeated trial
+    assert json.loads(best_params_path(tiny, "cnn").read_text())["trial"] == study.best_trial.number
+
+
+def test_minutes_budget_stops_starting_trials(tiny, home):
+    started = time.time()
+    study = tune(TrainConfig(competition=tiny, verbose=0), n_trials=None, timeout=6, space=build_space("cnn", QUICK))
+    assert len(study.trials) >= 1
+    assert all(t.datetime_start.timestamp() <= started + 6 for t in study.trials)  # none started after the budget
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)  # the running one was let finish

@@ -1,0 +1,75 @@
+import json
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from competition.errors import PipelineError
+from pipelines.train import TrainConfig
+from tuning.space import ARCH_SPACES, build_space, check_compatible
+
+
+def test_default_space_per_arch_only_has_trainconfig_fields():
+    fields = set(TrainConfig.__dataclass_fields__)
+    for arch in ARCH_SPACES:
+        space = build_space(arch)
+        assert set(space.params) <= fields
+        assert {"optimizer", "learning_rate", "epochs", "batch_size", "dropout_rate", "weight_decay"} <= set(space.params)
+        assert set(space.params["optimizer"].choices) == {"adam", "adamw", "sgd", "rmsprop"}
+        assert space.params["learning_rate"].log
+        # names the space knows but TrainConfig lacks are listed, not silently searched
+        assert all(name not in fields for name in space.unsupported)
+    assert build_space("resnet10").params["epochs"].high < build_space("cnn").params["epochs"].high
+    text = build_space("cnn").describe()
+    assert "learning_rate" in text and "(log)" in text and "only when optimizer in adamw" in text
+
+
+def test_narrow_and_fix_from_command_line():
+    space = build_space("cnn", ["learning_rate=1e-3:1e-2", "optimizer=adam,sgd", "epochs=3", "batch_size=16,32",
+                                "dropout_rate=0.1:0.2:linear"], fixed={"weight_decay": 0.01, "verbose": 0})
+    assert space.params["learning_rate"] == FloatDistribution(1e-3, 1e-2, log=True)  # keeps the log scale
+    assert space.params["optimizer"] == CategoricalDistribution(["adam", "sgd"])
+    assert space.params["batch_size"] == CategoricalDistribution([16, 32])
+    assert space.params["dropout_rate"] == FloatDistribution(0.1, 0.2)
+    assert "epochs" not in space.params and space.fixed["epochs"] == 3
+    assert space.fixed["weight_decay"] == 0.01 and "weight_decay" not in space.params
+    assert "verbose" not in space.fixed  # not a searched setting: stays in the config only
+
+
+def test_space_from_a_file(tmp_path):
+    path = tmp_path / "space.toml"
+    path.write_text('[space]\noptimizer = ["adamw"]\nepochs = "2:4"\nlearning_rate = {low = 1e-4, high = 1e-3}\n')
+    space = build_space("cnn", [str(path)])
+    assert space.fixed["optimizer"] == "adamw"
+    assert space.params["epochs"] == IntDistribution(2, 4)
+    assert space.params["learning_rate"].high == 1e-3
+    json_path = tmp_path / "space.json"
+    json_path.write_text(json.dumps({"batch_size": 128}))
+    assert build_space("cnn", [str(json_path)]).fixed["batch_size"] == 128
+
+
+@pytest.mark.parametrize("spec", ["nope=1", "epochs=5:1", "learning_rate=0:1:log", "epochs=x", "optimizer=1:2",
+                                  "missing-file.toml"])
+def test_bad_space_is_one_line_error(spec):
+    with pytest.raises(PipelineError) as err:
+        build_space("cnn", [spec])
+    assert "\n" not in str(err.value)
+
+
+def test_conditional_parameters_follow_the_optimizer():
+    space = build_space("cnn", ["epochs=1"])
+    adam = space.sample(optuna.trial.FixedTrial({"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 32,
+                                                 "dropout_rate": 0.1}))
+    assert "momentum" not in adam and "weight_decay" not in adam and adam["epochs"] == 1
+    sgd = space.sample(optuna.trial.FixedTrial({"optimizer": "sgd", "learning_rate": 1e-2, "momentum": 0.9,
+                                                "batch_size": 32, "dropout_rate": 0.1}))
+    assert sgd["momentum"] == 0.9 and "weight_decay" not in sgd
+    TrainConfig().update(**sgd)  # every sampled name is a training setting
+
+
+def test_resumed_study_refuses_changed_choices():
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda t: build_space("cnn").sample(t)["learning_rate"], n_trials=2)
+    check_compatible(study, build_space("cnn", ["learning_rate=1e-3:1e-2"]))  # a narrower range is fine
+    with pytest.raises(PipelineError, match="--study"):
+        check_compatible(study, build_space("cnn", ["optimizer=adam,sgd"]))
