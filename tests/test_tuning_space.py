@@ -59,11 +59,11 @@ def test_bad_space_is_one_line_error(spec):
 def test_conditional_parameters_follow_the_optimizer():
     space = build_space("cnn", ["epochs=1"])
     adam = space.sample(optuna.trial.FixedTrial({"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 32,
-                                                 "dropout_rate": 0.1}))
-    assert "momentum" not in adam and "weight_decay" not in adam and adam["epochs"] == 1
+                                                 "dropout_rate": 0.1, "weight_decay": 1e-4}))
+    assert "momentum" not in adam and adam["weight_decay"] == 1e-4 and adam["epochs"] == 1
     sgd = space.sample(optuna.trial.FixedTrial({"optimizer": "sgd", "learning_rate": 1e-2, "momentum": 0.9,
-                                                "batch_size": 32, "dropout_rate": 0.1}))
-    assert sgd["momentum"] == 0.9 and "weight_decay" not in sgd
+                                                "batch_size": 32, "dropout_rate": 0.1, "weight_decay": 1e-3}))
+    assert sgd["momentum"] == 0.9 and sgd["weight_decay"] == 1e-3  # every optimizer decays weights
     TrainConfig().update(**sgd)  # every sampled name is a training setting
 
 

@@ -43,7 +43,6 @@ ARCH_SPACES: dict[str, dict[str, BaseDistribution]] = {
 # A parameter is only sampled when the one it depends on has one of these values (what make_optimizer reads).
 CONDITIONS: dict[str, tuple[str, tuple]] = {
     "momentum": ("optimizer", ("sgd",)),
-    "weight_decay": ("optimizer", ("adamw",)),
 }
 
 
