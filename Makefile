@@ -26,7 +26,7 @@ LATEST_RUN  := runs/latest-$(COMPETITION).txt
 LATEST_SUB  := submissions/latest-$(COMPETITION).txt
 TRAIN_ARGS   = --competition $(COMPETITION) --arch $(ARCH) $(if $(EPOCHS),--set epochs=$(EPOCHS)) $(foreach s,$(SET),--set $(s))
 
-.PHONY: help venv demo data train tune predict submit test test-fast clean
+.PHONY: help venv demo data report bench-load train tune predict submit test test-fast clean
 
 help: ## list every target with a one-line description
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -46,8 +46,14 @@ demo: $(INSTALLED) ## data -> train -> predict -> score on the embedded digits d
 $(DATA_READY): | $(INSTALLED)
 	$(KIP) data --competition $(COMPETITION)
 
-data: $(INSTALLED) ## download (or build) the competition into data/raw/<slug>/
+data: $(INSTALLED) ## get data/raw/<slug>/ (download, build or detect), check it, cache arrays in data/cache/<slug>/
 	$(KIP) data --competition $(COMPETITION)
+
+report: $(DATA_READY) ## data report: counts, sizes/modes, blank and duplicate images -> reports/<slug>/data.md
+	$(KIP) report --competition $(COMPETITION)
+
+bench-load: $(INSTALLED) ## images/s: plain skimage loop vs our cold load vs cached reload (20000 PNGs in data/bench/)
+	$(BIN)/python -m pipelines.bench_load
 
 $(LATEST_RUN): $(DATA_READY)
 	$(KIP) train $(TRAIN_ARGS)
