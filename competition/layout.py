@@ -81,8 +81,11 @@ def _class_folder_splits(base: Path, prefix: str) -> dict[str, Split]:
             folder = base / name
             if not folder.is_dir():
                 continue
-            classes = [c for c in subfolders(folder) if has_images(c)]
-            if len(classes) >= 2 or (split == "test" and (classes or has_images(folder))):
+            if split == "train":
+                found = len([c for c in subfolders(folder) if has_images(c)]) >= 2
+            else:  # present, even if empty: loading then says it is empty instead of silently holding out
+                found = bool(subfolders(folder)) or has_images(folder)
+            if found:
                 splits[split] = Split(images=str(Path(prefix) / name))
                 break
     return splits if "train" in splits else {}

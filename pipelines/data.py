@@ -219,9 +219,9 @@ def read_cache(entry: Path, paths: list[str]) -> CachedSplit:
 
 
 def load_split_cached(competition: Competition, split: str, labelled: bool = True, progress: bool = True,
-                      workers: int | None = None) -> CachedSplit:
+                      workers: int | None = None, files: SplitFiles | None = None) -> CachedSplit:
     """Decode a split once into ``data/cache/<slug>/<split>-<key>/`` and reload it from there after."""
-    files = list_split(competition, split, labelled)
+    files = files or list_split(competition, split, labelled)
     key = cache_key(competition, files, labelled)
     root = cache_root(competition)
     entry = root / f"{split}-{key[:20]}"
@@ -326,9 +326,10 @@ def conform(image: np.ndarray, competition: Competition, path: Path | str = "ima
 
 
 def load_split(competition: Competition, split: str, labelled: bool = True, progress: bool = True,
-               workers: int | None = None) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+               workers: int | None = None, files: SplitFiles | None = None
+               ) -> tuple[list[str], np.ndarray, np.ndarray | None]:
     """A split's ids, uint8 images (memory-mapped from the cache) and raw label values."""
-    cached = load_split_cached(competition, split, labelled, progress, workers)
+    cached = load_split_cached(competition, split, labelled, progress, workers, files)
     return cached.ids, cached.images, cached.labels
 
 
@@ -338,19 +339,25 @@ def load_dataset(competition: Competition, seed: int, progress: bool = True, wor
     Images come memory-mapped from the cache (copy-on-write); a hold-out split is an in-memory copy.
     A competition without a test split loads with ``test=None``.
     """
-    ids, images, raw_labels = load_split(competition, "train", progress=progress, workers=workers)
-    classes = np.unique(raw_labels).tolist()
-    labels = encode(raw_labels, classes, competition.split_csv("train"))
-    train = SplitData(ids, images, labels)
-    is_holdout = not competition.has_split("val")
+    # every split is listed and its labels checked before anything is decoded or cached
+    names = [n for n in ("train", "val", "test") if n == "train" or competition.has_split(n)]
+    files = {n: list_split(competition, n, labelled=n != "test") for n in names}
+    classes = np.unique(files["train"].labels).tolist()
+    if "val" in files:
+        encode(files["val"].labels, classes, competition.split_csv("val"))
+    ids, images, raw_labels = load_split(competition, "train", progress=progress, workers=workers,
+                                         files=files["train"])
+    train = SplitData(ids, images, encode(raw_labels, classes, competition.split_csv("train")))
+    is_holdout = "val" not in files
     if not is_holdout:
-        v_ids, v_images, v_raw = load_split(competition, "val", progress=progress, workers=workers)
+        v_ids, v_images, v_raw = load_split(competition, "val", progress=progress, workers=workers, files=files["val"])
         val = SplitData(v_ids, v_images, encode(v_raw, classes, competition.split_csv("val")))
     else:
         train, val = holdout(train, competition.validation_fraction, seed)
     test = None
-    if competition.has_split("test"):
-        t_ids, t_images, _ = load_split(competition, "test", labelled=False, progress=progress, workers=workers)
+    if "test" in files:
+        t_ids, t_images, _ = load_split(competition, "test", labelled=False, progress=progress, workers=workers,
+                                        files=files["test"])
         test = SplitData(t_ids, t_images)
     return Dataset(train=train, val=val, test=test, classes=classes, holdout=is_holdout)
 
