@@ -306,11 +306,10 @@ def decode_files(competition: Competition, files: SplitFiles, out: Path, progres
 
 
 def _process_context():
-    """fork (cheap) unless TensorFlow's threads are running in this process: then forkserver."""
-    methods = multiprocessing.get_all_start_methods()
-    if "tensorflow" in sys.modules and "forkserver" in methods:
-        return multiprocessing.get_context("forkserver")
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    """fork where there is one: workers start at once and run only ``decode`` (PIL and numpy), never
+    TensorFlow, so threads TensorFlow may have started in this process do not matter to them. spawn and
+    forkserver would re-import the caller's ``__main__`` in every worker (with TensorFlow: seconds each)."""
+    return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
 
 
 # ------------------------------------------------------------------------------------------------ public
