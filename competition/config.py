@@ -50,6 +50,7 @@ class Competition:
     test_labels: str | None = None
     validation_fraction: float = settings.VALIDATION_FRACTION
     layout: str = "auto"
+    image_extension: str = ""  # appended to CSV image names that lack it (ids like "a1b2" for files "a1b2.png")
     data_dir: str | None = None  # raw files somewhere else than data/raw/<slug>/
 
     @property

@@ -102,7 +102,7 @@ def _csv_splits(base: Path, prefix: str) -> dict | None:
     if image_column is None or label_column is None:
         raise PipelineError(f"{train_csv}: cannot tell the image and label columns among {', '.join(header)}; "
                             f"set image_column and label_column in a competition.toml")
-    splits = {}
+    splits, extension = {}, ""
     for split, names in SPLIT_NAMES.items():
         for name in names:
             path = base / f"{name}.csv"
@@ -110,13 +110,16 @@ def _csv_splits(base: Path, prefix: str) -> dict | None:
                 continue
             header, row = _head(path)
             first = row[header.index(image_column)] if image_column in header and row else None
-            folder = _image_folder(base, name, first)
-            if folder is not None:
+            found = _image_folder(base, name, first)
+            if found is not None:
+                folder, ext = found
+                extension = extension or ext
                 splits[split] = Split(csv=str(Path(prefix) / path.name), images=str(Path(prefix) / folder))
                 break
     if "train" not in splits:
         return None
-    return {"splits": splits, "image_column": image_column, "label_column": label_column}
+    return {"splits": splits, "image_column": image_column, "label_column": label_column,
+            "image_extension": extension}
 
 
 def _head(path: Path) -> tuple[list[str], list[str]]:
@@ -134,15 +137,17 @@ def _pick_image_column(header: list[str], row: list[str]) -> str | None:
     return next((c for c in header if c.lower() in IMAGE_COLUMNS), None)
 
 
-def _image_folder(base: Path, split_name: str, first: str | None) -> str | None:
+def _image_folder(base: Path, split_name: str, first: str | None) -> tuple[str, str] | None:
+    """The folder holding the split's images, and the extension its CSV names lack ("" if none)."""
     for folder in (f"{split_name}_images", split_name, "images", ""):
         if not (base / folder).is_dir():
             continue
         if first is None:
-            return folder
-        candidates = [first] if is_image(first) else [first + ext for ext in IMAGE_EXTENSIONS]
-        if any((base / folder / c).is_file() for c in candidates):
-            return folder
+            return folder, ""
+        extensions = [""] if is_image(first) else [ext for e in IMAGE_EXTENSIONS for ext in (e, e.upper())]
+        for ext in extensions:
+            if (base / folder / (first + ext)).is_file():
+                return folder, ext
     return None
 
 
@@ -168,6 +173,8 @@ def describe(competition: Competition) -> str:
     lines = [f'slug = "{competition.slug}"', f'layout = "{competition.layout}"', f"channels = {competition.channels}"]
     if competition.layout == "csv":
         lines += [f'image_column = "{competition.image_column}"', f'label_column = "{competition.label_column}"']
+        if competition.image_extension:
+            lines.append(f'image_extension = "{competition.image_extension}"')
     for name, spec in competition.splits.items():
         lines.append(f"[splits.{name}]")
         if spec.csv:

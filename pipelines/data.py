@@ -145,7 +145,9 @@ def list_split(competition: Competition, split: str, labelled: bool = True) -> S
         csv = competition.split_csv(split)
         frame = read_split_csv(competition, split, labelled)
         ids = frame[competition.image_column].tolist()
-        paths = [str(image_path(folder, name, csv, row)) for row, name in enumerate(ids)]
+        ext = competition.image_extension
+        paths = [str(image_path(folder, name + ext if ext and not name.endswith(ext) else name, csv, row))
+                 for row, name in enumerate(ids)]
         labels = _label_array(frame[competition.label_column]) if labelled else None
         return SplitFiles(split, ids, paths, labels, csv, hashlib.sha256(csv.read_bytes()).hexdigest())
     return _list_class_folders(folder, split, labelled)

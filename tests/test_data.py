@@ -280,3 +280,17 @@ def test_unseen_class_folder_in_val_is_refused(home):
     (raw / "val" / "cat").rename(raw / "val" / "yak")
     with pytest.raises(PipelineError, match="val: folder yak/: label 'yak' never appears in train"):
         load_dataset(load_competition("unseen"), seed=0, progress=False)
+
+
+def test_a_csv_competition_without_config_is_detected_even_with_ids_lacking_the_extension(home):
+    raw = write_competition(home, slug="bare", per_class=(5, 0, 2), with_val=False)
+    (raw / "competition.toml").unlink()
+    for split in ("train", "test"):
+        frame = pd.read_csv(raw / f"{split}.csv").rename(columns={"Image": "id"})
+        frame["id"] = frame["id"].str.removesuffix(".png")
+        frame.rename(columns={"Class": "label"}).to_csv(raw / f"{split}.csv", index=False)
+    comp = load_competition("bare")
+    assert (comp.layout, comp.image_column, comp.label_column, comp.image_extension) == ("csv", "id", "label", ".png")
+    assert comp.splits["test"].images == "test_images" and comp.channels == 3
+    data = load_dataset(comp, seed=0, progress=False)
+    assert len(data.train) + len(data.val) == 15 and data.test.ids[0] == "test_0_0"
