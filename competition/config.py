@@ -55,7 +55,7 @@ class Competition:
 
     @property
     def raw_dir(self) -> Path:
-        return Path(self.data_dir).resolve() if self.data_dir else settings.raw_dir(self.slug)
+        return Path(self.data_dir).absolute() if self.data_dir else settings.raw_dir(self.slug)
 
     def split_csv(self, split: str) -> Path:
         """The split's CSV; for a class-folder split, its folder (what error messages should name)."""

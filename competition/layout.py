@@ -43,8 +43,11 @@ def detect(slug: str, root: Path) -> Competition:
     if not root.is_dir():
         raise PipelineError(f"{root}: no such folder")
     found = detect_splits(root, "auto")
+    from competition import settings
+
+    in_place = None if Path(root) == settings.raw_dir(slug) else str(root)
     competition = Competition(slug=slug, title=f"{slug} (detected)", source="local",
-                              data_dir=str(root), sample_submission=None, **found)
+                              data_dir=in_place, sample_submission=None, **found)
     return competition.replace(channels=_guess_channels(competition))
 
 
