@@ -243,6 +243,7 @@ def load_split_cached(competition: Competition, split: str, labelled: bool = Tru
                 "source": str(files.source), "labelled": labelled, "version": CACHE_VERSION}
         del images
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=list) + "\n")  # last: marks complete
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private
         try:
             os.rename(tmp, entry)
         except OSError:  # another process cached the same split meanwhile; theirs is identical

@@ -131,7 +131,7 @@ def sample_grid(split: CachedSplit, path: Path, per_class: int = 8, seed: int = 
         picks = sorted(rng.choice(members, size=min(per_class, len(members)), replace=False).tolist())
         for col, i in enumerate(picks):
             mosaic[row * (h + pad):row * (h + pad) + h, col * (w + pad):col * (w + pad) + w] = split.images[i]
-    inch = max(0.35, min(1.0, 8 / per_class))
+    inch = max(0.3, w / 110)  # about one screen pixel per image pixel at the saved 110 dpi
     fig, ax = plt.subplots(figsize=(per_class * inch + 1.5, len(classes) * inch * h / w + 0.6))
     ax.imshow(mosaic[..., 0] if c == 1 else mosaic, cmap="gray" if c == 1 else None, interpolation="nearest")
     ax.set_yticks([row * (h + pad) + h / 2 for row in range(len(classes))])
