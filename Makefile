@@ -34,8 +34,8 @@ LATEST_SUB  := submissions/latest-$(COMPETITION).txt
 TRAIN_ARGS   = --competition $(COMPETITION) --arch $(ARCH) $(if $(EPOCHS),--set epochs=$(EPOCHS)) $(if $(WEIGHTS),--set weights=$(WEIGHTS)) $(foreach s,$(SET),--set $(s))
 PREDICT_ARGS = --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(TTA),--tta) $(if $(IMAGE),--image '$(IMAGE)')
 
-.PHONY: help venv demo data train tune tune-report predict submit check-submission submissions test test-fast clean \
-	bench bench-train bench-tune
+.PHONY: help venv demo data report train tune tune-report predict submit check-submission submissions test test-fast \
+	clean bench bench-load bench-train bench-tune
 
 help: ## list every target with a one-line description
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -56,8 +56,14 @@ demo: $(INSTALLED) ## data -> train -> predict -> score on the embedded digits d
 $(DATA_READY): | $(INSTALLED)
 	$(KIP) data --competition $(COMPETITION)
 
-data: $(INSTALLED) ## download (or build) the competition into data/raw/<slug>/
+data: $(INSTALLED) ## get data/raw/<slug>/ (download, build or detect), check it, cache arrays in data/cache/<slug>/
 	$(KIP) data --competition $(COMPETITION)
+
+report: $(DATA_READY) ## data report: counts, sizes/modes, blank and duplicate images -> reports/<slug>/data.md
+	$(KIP) report --competition $(COMPETITION)
+
+bench-load: $(INSTALLED) ## images/s: plain skimage loop vs our cold load vs cached reload (20000 PNGs in data/bench/)
+	$(BIN)/python -m pipelines.bench_load
 
 $(LATEST_RUN): $(DATA_READY)
 	$(KIP) train $(TRAIN_ARGS)
@@ -92,6 +98,8 @@ check-submission: $(INSTALLED) ## refuse a submission CSV (FILE=, default the ne
 
 submissions: $(INSTALLED) ## list local submission files with their validation scores, newest first
 	$(KIP) submissions
+
+bench: bench-load bench-train bench-tune ## every benchmark: loading, training throughput, tuning with and without pruning
 
 bench-train: $(INSTALLED) ## images/s of our training step vs plain Keras float32 model.fit, same ARCH, side by side
 	$(BIN)/python -m pipelines.bench_train --arch $(ARCH) $(if $(filter-out digits-demo,$(COMPETITION)),--competition $(COMPETITION))

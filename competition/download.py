@@ -5,6 +5,7 @@ import contextlib
 import io
 import os
 import re
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -15,9 +16,16 @@ from competition.fileio import atomic_dir, write_text
 
 
 def prepare(competition: Competition, force: bool = False) -> Path:
-    """Make sure ``data/raw/<slug>/`` holds the competition's files; return that folder."""
+    """Make sure ``data/raw/<slug>/`` holds the competition's files; return that folder.
+
+    Files already there are used as they are (a test split is optional: a train split alone
+    is enough to train); only a competition without its train split is fetched.
+    """
     raw = competition.raw_dir
-    if force or not (competition.has_split("train") and competition.has_split("test")):
+    if competition.source == "local":
+        if not competition.has_split("train"):
+            raise PipelineError(f"{raw}: no train split found; put the competition's files there")
+    elif force or not competition.has_split("train"):
         fetch(competition)
     write_text(ready_file(competition.slug), f"{raw}\n")
     return raw
@@ -37,8 +45,12 @@ def fetch(competition: Competition) -> None:
         return
     if competition.source != "kaggle":
         raise PipelineError(f"{competition.slug}: unknown source '{competition.source}' (use 'kaggle')")
-    archive = download(competition.slug, raw.parent)
+    archive = local_archive(competition.slug, raw.parent) or download(competition.slug, raw.parent)
     extract(archive, raw)
+    if not competition.splits:  # a config without [splits]: lay them out from what was unpacked
+        from competition.config import load_competition
+
+        competition = load_competition(competition.slug)
     if not competition.has_split("train"):
         raise PipelineError(
             f"{archive}: unpacked, but {competition.split_csv('train')} is missing; "
@@ -60,8 +72,18 @@ def download(slug: str, folder: Path) -> Path:
     return archive
 
 
+def local_archive(slug: str, folder: Path) -> Path | None:
+    """``<slug>.zip`` (or ``.tar.gz``, ``.tgz``, ``.tar``) already in ``folder``: unpacked instead of downloading."""
+    for suffix in (".zip", ".tar.gz", ".tgz", ".tar"):
+        if (folder / f"{slug}{suffix}").is_file():
+            return folder / f"{slug}{suffix}"
+    return None
+
+
 def extract(archive: Path, target: Path) -> Path:
-    """Unzip ``archive`` into ``target`` atomically, refusing members that escape it."""
+    """Unpack a zip or tar ``archive`` into ``target`` atomically, refusing members that escape it."""
+    if not zipfile.is_zipfile(archive) and tarfile.is_tarfile(archive):
+        return _extract_tar(archive, target)
     try:
         with zipfile.ZipFile(archive) as zf:
             for member in zf.namelist():
@@ -76,7 +98,24 @@ def extract(archive: Path, target: Path) -> Path:
     return target
 
 
+def _extract_tar(archive: Path, target: Path) -> Path:
+    try:
+        with tarfile.open(archive) as tf:
+            for member in tf.getmembers():
+                if _escapes(member.name) or ((member.issym() or member.islnk()) and (
+                        _escapes(member.linkname) or os.path.isabs(member.linkname))):
+                    raise PipelineError(
+                        f"{archive}: member '{member.name}' would be written outside {target}; refusing the archive"
+                    )
+            with atomic_dir(target) as tmp:
+                tf.extractall(tmp, filter="data")
+    except tarfile.TarError as err:
+        raise PipelineError(f"{archive}: not a valid tar file ({first_line(err)}); replace it") from None
+    return target
+
+
 def _escapes(member: str) -> bool:
+    """An absolute name, a drive letter, or a ``..`` that climbs out of the target folder."""
     normalized = member.replace("\\", "/")
     if normalized.startswith("/") or (len(normalized) > 1 and normalized[1] == ":"):
         return True

@@ -13,11 +13,42 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def cmd_data(args) -> None:
+    """Raw files present (downloaded or built), then checked, decoded and cached as arrays."""
     from competition.config import load_competition
     from competition.download import prepare
+    from competition.layout import describe
+    from pipelines.data import cache_root, load_dataset
 
     competition = load_competition(args.competition)
-    print(f"data: {competition.slug} ready in {prepare(competition, force=args.force)}")
+    raw = prepare(competition, force=args.force)
+    competition = load_competition(args.competition)  # a config without [splits] is laid out once files exist
+    if competition.source == "local" or competition.title.endswith("(detected)"):
+        print(f"data: no config for {competition.slug}; detected (pin it in competition.toml to override):\n"
+              + "\n".join(f"    {line}" for line in describe(competition).splitlines()))
+    data = load_dataset(competition, seed=settings.SEED)
+    val = "stratified hold-out of train" if data.holdout else "val split"
+    print(f"data: {competition.slug} ready in {raw}: {len(data.train)} train, {len(data.val)} val ({val}), "
+          f"{len(data.test) if data.test is not None else 'no'} test images of {'x'.join(map(str, data.input_shape))}, "
+          f"{data.num_classes} classes; arrays cached in {cache_root(competition)}")
+    if data.test is None:
+        print(f"notice: {competition.slug} has no test split in {raw}; training works, "
+              f"`make predict` needs the competition's test files there", file=sys.stderr)
+
+
+def cmd_report(args) -> None:
+    from competition.config import load_competition
+    from pipelines.report import data_report
+
+    competition = load_competition(args.competition)
+    report = data_report(competition)
+    out = settings.reports_dir(competition.slug)
+    dups = report["duplicates"]
+    print(f"report: {out / 'data.md'}, {out / 'data.json'}, {report['sample_grid']}")
+    print(f"report: {sum(s['images'] for s in report['splits'].values())} images, {len(report['classes'])} classes; "
+          f"{len(report['blank_images'])} blank images; {len(dups)} duplicate groups "
+          f"({sum(g['across_splits'] for g in dups)} across splits, "
+          f"{sum(g['conflicting_labels'] for g in dups)} with conflicting labels); "
+          f"val labels not in train: {report['val_labels_not_in_train'] or 'none'}")
 
 
 def training_config(args):
@@ -238,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-tuned", action="store_true", help="ignore tuned parameters")
         return p
 
-    stage("data", cmd_data, "download or build the competition's raw files").add_argument(
-        "--force", action="store_true", help="fetch again even if present")
+    stage("data", cmd_data, "get the competition's raw files (download, build or detect), check and cache them"
+          ).add_argument("--force", action="store_true", help="fetch again even if present")
+    stage("report", cmd_report, "data report: counts, sizes, blank and duplicate images -> reports/<slug>/")
     trainable(stage("train", cmd_train, "train a model; writes runs/<arch>-<time>/"))
     t = trainable(stage("tune", cmd_tune, "Optuna search over optimizer, learning rate, epochs, batch size, ..."))
     t.add_argument("--trials", type=int, default=10, help="more trials to run, over all workers (0: no limit)")

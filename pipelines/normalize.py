@@ -40,11 +40,20 @@ class Standardizer:
             raise PipelineError(f"{path}: normalization statistics missing; retrain the run") from None
 
 
-def fit_standardizer(images: np.ndarray, mode: str = "pixel", chunk_size: int = 2048) -> Standardizer:
-    """Fit scikit-learn's StandardScaler on training images, chunk by chunk so memory stays bounded."""
+CHUNK_BYTES = 64 * 2**20  # float64 working memory per chunk
+
+
+def fit_standardizer(images: np.ndarray, mode: str = "pixel", chunk_size: int | None = None) -> Standardizer:
+    """Fit scikit-learn's StandardScaler on training images, chunk by chunk so memory stays bounded.
+
+    ``images`` may be a memory-mapped uint8 array: only one chunk at a time becomes float64
+    (``chunk_size`` images; by default as many as fit in 64 MiB).
+    """
     if mode not in MODES:
         raise PipelineError(f"normalization '{mode}' unknown; use one of {', '.join(MODES)}")
     shape = images.shape[1:]
+    if chunk_size is None:
+        chunk_size = max(1, CHUNK_BYTES // (int(np.prod(shape)) * 8))
     scaler = StandardScaler()
     for start in range(0, len(images), chunk_size):
         chunk = images[start:start + chunk_size].astype(np.float64)

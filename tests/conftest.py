@@ -81,3 +81,17 @@ def tiny(home):
     """A 3-class 16x16 RGB competition in the reference layout; returns its slug."""
     write_competition(home)
     return "tiny"
+
+
+def write_class_folders(root, slug="folders", classes=("cat", "dog", "emu"), per_class=(6, 2, 2), grey=False,
+                        seed=0, test_flat=True):
+    """Write a class-folder competition (``train/<class>/*.png``, ``val/<class>/``, flat ``test/``), no config."""
+    rng = np.random.default_rng(seed)
+    raw = root / "data" / "raw" / slug
+    for split, count in zip(("train", "val", "test"), per_class):
+        for label, name in enumerate(classes):
+            folder = raw / split if (split == "test" and test_flat) else raw / split / str(name)
+            folder.mkdir(parents=True, exist_ok=True)
+            for k, img in enumerate(make_images(rng, label, count)):
+                io.imsave(folder / f"{name}_{k}.png", img[..., 0] if grey else img, check_contrast=False)
+    return raw

@@ -47,3 +47,27 @@ def test_predict_writes_probabilities_and_prints_the_top_classes_of_an_image(tin
     assert main(["predict", "--competition", tiny, "--image", str(image)]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()[:2] in ("1.", "2.", "3.")]
     assert len(lines) == 3
+
+
+def test_kip_data_detects_an_unknown_competition_caches_it_and_notes_the_missing_test_split(home, capsys):
+    import shutil
+
+    from pipelines.cli import main
+    from tests.conftest import write_class_folders
+
+    raw = write_class_folders(home, slug="folders")
+    shutil.rmtree(raw / "test")
+    assert main(["data", "--competition", "folders"]) == 0
+    captured = capsys.readouterr()
+    assert 'layout = "folders"' in captured.out and "18 train, 6 val (val split), no test images" in captured.out
+    assert "notice: folders has no test split" in captured.err
+    assert (home / "data" / "raw" / "folders.ready").exists()
+    assert sorted(p.name.split("-")[0] for p in (home / "data" / "cache" / "folders").iterdir()) == ["train", "val"]
+
+
+def test_kip_report_prints_its_findings(tiny, home, capsys):
+    from pipelines.cli import main
+
+    assert main(["report", "--competition", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "0 blank images" in out and (home / "reports" / "tiny" / "data.md").exists()

@@ -38,3 +38,21 @@ def test_constant_pixels_do_not_divide_by_zero():
 def test_unknown_mode_is_refused():
     with pytest.raises(PipelineError, match="unknown"):
         fit_standardizer(np.zeros((2, 2, 2, 1), np.uint8), mode="global")
+
+
+def test_memory_mapped_images_are_fitted_in_bounded_chunks(tmp_path, monkeypatch):
+    images = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.uint8, shape=(40, 6, 6, 3))
+    images[:] = np.random.default_rng(2).integers(0, 256, size=images.shape, dtype=np.uint8)
+    images.flush()
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    import pipelines.normalize as normalize
+
+    monkeypatch.setattr(normalize, "CHUNK_BYTES", 6 * 6 * 3 * 8 * 7)  # 7 images per chunk
+    seen = []
+    real = StandardScaler.partial_fit
+    monkeypatch.setattr(StandardScaler, "partial_fit", lambda self, X, *a, **k: (seen.append(len(X)), real(self, X))[1])
+    std = fit_standardizer(mapped, mode="channel")
+    assert max(seen) == 7 * 36 and len(seen) == 6
+    ref = StandardScaler().fit(np.asarray(mapped, np.float64).reshape(-1, 3))
+    np.testing.assert_allclose(std.mean.ravel(), ref.mean_, rtol=1e-6)
+    np.testing.assert_allclose(std.scale.ravel(), ref.scale_, rtol=1e-6)
