@@ -21,7 +21,7 @@ def test_default_space_per_arch_only_has_trainconfig_fields():
         assert all(name not in fields for name in space.unsupported)
     assert build_space("resnet10").params["epochs"].high < build_space("cnn").params["epochs"].high
     text = build_space("cnn").describe()
-    assert "learning_rate" in text and "(log)" in text and "only when optimizer in adamw" in text
+    assert "learning_rate" in text and "(log)" in text and "only when optimizer in sgd" in text
 
 
 def test_narrow_and_fix_from_command_line():
@@ -59,10 +59,12 @@ def test_bad_space_is_one_line_error(spec):
 def test_conditional_parameters_follow_the_optimizer():
     space = build_space("cnn", ["epochs=1"])
     adam = space.sample(optuna.trial.FixedTrial({"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 32,
-                                                 "dropout_rate": 0.1, "weight_decay": 1e-4}))
+                                                 "dropout_rate": 0.1, "weight_decay": 1e-4,
+                                                 "label_smoothing": 0.1, "augment_strength": 1.0}))
     assert "momentum" not in adam and adam["weight_decay"] == 1e-4 and adam["epochs"] == 1
     sgd = space.sample(optuna.trial.FixedTrial({"optimizer": "sgd", "learning_rate": 1e-2, "momentum": 0.9,
-                                                "batch_size": 32, "dropout_rate": 0.1, "weight_decay": 1e-3}))
+                                                "batch_size": 32, "dropout_rate": 0.1, "weight_decay": 1e-3,
+                                                "label_smoothing": 0.0, "augment_strength": 0.5}))
     assert sgd["momentum"] == 0.9 and sgd["weight_decay"] == 1e-3  # every optimizer decays weights
     TrainConfig().update(**sgd)  # every sampled name is a training setting
 

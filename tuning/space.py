@@ -66,10 +66,10 @@ class SearchSpace:
 
     def describe(self) -> str:
         """The space as a few aligned lines, printed when tuning starts."""
-        lines = [f"  {name:<16}{describe(dist)}" + (f"   (only when {CONDITIONS[name][0]} in "
+        lines = [f"  {name:<18}{describe(dist)}" + (f"   (only when {CONDITIONS[name][0]} in "
                                                      f"{', '.join(CONDITIONS[name][1])})" if name in CONDITIONS else "")
                  for name, dist in self.params.items()]
-        lines += [f"  {name:<16}fixed: {value}" for name, value in self.fixed.items()]
+        lines += [f"  {name:<18}fixed: {value}" for name, value in self.fixed.items()]
         if self.unsupported:
             lines.append(f"  not searched (TrainConfig has no such field): {', '.join(self.unsupported)}")
         return "\n".join(lines)
