@@ -28,7 +28,7 @@ def test_tune_then_report_from_the_command_line(tiny, home, capsys):
     args = ["--competition", tiny, "--set", "verbose=0", "--space", "epochs=1", "--space", "batch_size=8"]
     assert main(["tune", *args, "--trials", "3", "--space", "optimizer=adam,sgd"]) == 0
     out = capsys.readouterr().out
-    assert "optimizer       choice: adam, sgd" in out and "epochs          fixed: 1" in out
+    assert f"{'optimizer':<18}choice: adam, sgd" in out and f"{'epochs':<18}fixed: 1" in out
     assert "3 trials (3 complete)" in out and "best val_accuracy=" in out
 
     # changing the choices of a resumed study is refused in one line, with a hint
