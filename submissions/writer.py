@@ -63,11 +63,6 @@ def _id_index(header: list[str], competition: Competition) -> int:
     return named[0] if named else 0
 
 
-def expected_ids(competition: Competition) -> list[str]:
-    """Ids in the order Kaggle expects: the sample submission's, else ``test.csv``'s."""
-    return expected_format(competition).ids
-
-
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header and ``(line number, fields)`` rows of a CSV, as raw text (no type guessing: ids stay '007')."""
     try:
