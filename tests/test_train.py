@@ -96,7 +96,8 @@ def test_a_killed_run_resumes_from_its_last_finished_epoch_when_rerun(tiny, home
 
 
 def test_time_budget_plans_the_epochs_and_completes_the_schedule(tiny):
-    result = train(TrainConfig(competition=tiny, epochs=500, batch_size=8, minutes=0.15, verbose=0))
+    # patience beyond any plan: early stopping on the easy tiny task must not end the run before the plan does
+    result = train(TrainConfig(competition=tiny, epochs=500, batch_size=8, minutes=0.15, patience=1000, verbose=0))
     plan = json.loads((result.run_dir / "plan.json").read_text())
     assert 1 <= plan["epochs"] < 500
     assert result.metrics["epochs_run"] == plan["epochs"]
