@@ -379,6 +379,19 @@ class BestCheckpoint(keras.callbacks.Callback):
                 self.model.save(tmp)
 
 
+class BestWeights(keras.callbacks.Callback):
+    """Keep a copy of the weights whenever ``monitor`` improves, in memory (for tuning trials: no file per epoch)."""
+
+    def __init__(self, monitor: str = "val_accuracy"):
+        super().__init__()
+        self.monitor, self.best, self.weights = monitor, -math.inf, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and value > self.best:
+            self.best, self.weights = value, self.model.get_weights()
+
+
 class TimeBudget(keras.callbacks.Callback):
     """Fit the number of epochs to a time budget from the measured speed of the first training steps.
 
@@ -507,11 +520,14 @@ def read_history(path: Path) -> dict:
 
 
 def train(config: TrainConfig, dataset: Dataset | None = None, callbacks: list | tuple = (),
-          run_dir: Path | None = None) -> RunResult:
+          run_dir: Path | None = None, lean: bool = False) -> RunResult:
     """Train ``config.arch`` on the competition; write the run folder; return its validation metrics.
 
     A run that was killed resumes from its last finished epoch when the same settings are trained again
-    (see ``unfinished_run``), or when ``run_dir`` names it.
+    (see ``unfinished_run``), or when ``run_dir`` names it. ``lean`` is for tuning trials, where a killed
+    trial is retried from scratch and only the numbers matter: no resumable backup, TensorBoard log or
+    plots, and the best weights are kept in memory and saved once at the end rather than at every
+    improvement.
     """
     competition = load_competition(config.competition)
     if config.epochs < 1 or config.batch_size < 1:
@@ -524,7 +540,7 @@ def train(config: TrainConfig, dataset: Dataset | None = None, callbacks: list |
     if dataset.num_classes < 2:
         raise PipelineError(f"{competition.split_csv('train')}: only one class; nothing to learn")
 
-    resumed = run_dir is None and unfinished_run(config)
+    resumed = run_dir is None and not lean and unfinished_run(config)
     run_dir = Path(resumed or run_dir or new_run_dir(config.arch))
     run_dir.mkdir(parents=True, exist_ok=True)
     if resumed and config.verbose:
@@ -560,13 +576,21 @@ def train(config: TrainConfig, dataset: Dataset | None = None, callbacks: list |
     if config.minutes and config.minutes > 0:
         budget = TimeBudget(config.minutes * 60, schedule, steps_per_epoch, config.epochs, run_dir / "plan.json",
                             progbar=progbar, verbose=config.verbose)
+    if lean:
+        best_weights = BestWeights(monitor)
+        keeping = [best_weights]
+    else:
+        keeping = [
+            keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
+            BestCheckpoint(model_path, monitor=monitor,
+                           best=max(before) if before and model_path.exists() else -math.inf),
+            keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
+        ]
     run_callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
         *([budget] if budget else []),
-        BestCheckpoint(model_path, monitor=monitor, best=max(before) if before and model_path.exists() else -math.inf),
+        *keeping,
         keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience),
         keras.callbacks.CSVLogger(str(history_path), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
         *([progbar] if progbar else []),
         *callbacks,
     ]
@@ -574,10 +598,14 @@ def train(config: TrainConfig, dataset: Dataset | None = None, callbacks: list |
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=config.verbose, shuffle=False,
               callbacks=run_callbacks)
     train_seconds = time.perf_counter() - started
+    if lean and best_weights.weights is not None:
+        model.set_weights(best_weights.weights)
+        with atomic_path(model_path) as tmp:
+            model.save(tmp)
     if not model_path.exists():
         raise PipelineError(f"{run_dir}: no epoch finished with a {monitor}; nothing to evaluate")
 
-    best = keras.models.load_model(model_path, compile=False)
+    best = model if lean else keras.models.load_model(model_path, compile=False)
     probs = predict_probabilities(best, dataset.val.images, standardizer)
     val = scores(dataset.val.labels, probs, dataset.classes)
     history = read_history(history_path)
@@ -591,11 +619,14 @@ def train(config: TrainConfig, dataset: Dataset | None = None, callbacks: list |
         "precision": precision,
         "val_per_class": val["per_class"],
     }
-    plots.learning_curves(history, run_dir / "learning_curves.png")
-    plots.confusion_matrix(dataset.val.labels, probs.argmax(axis=1), dataset.classes, run_dir / "confusion_matrix.png")
+    if not lean:
+        plots.learning_curves(history, run_dir / "learning_curves.png")
+        plots.confusion_matrix(dataset.val.labels, probs.argmax(axis=1), dataset.classes,
+                               run_dir / "confusion_matrix.png")
     write_json(run_dir / "metrics.json", metrics)
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
-    write_text(latest_run_file(competition.slug), f"{run_dir}\n")
+    if not lean:  # a tuning trial is not a run for `make predict`
+        write_text(latest_run_file(competition.slug), f"{run_dir}\n")
     return RunResult(run_dir=run_dir, metrics=metrics, history=history)
 
 

@@ -34,6 +34,27 @@ def test_train_writes_a_complete_run_folder(tiny, home):
     assert not list(run.glob(".*tmp*"))
 
 
+def test_lean_run_for_tuning_keeps_the_numbers_and_the_best_model_only(tiny, home):
+    from competition.config import load_competition
+    from pipelines.data import load_dataset
+    from pipelines.normalize import Standardizer
+    from pipelines.train import predict_probabilities, scores
+
+    result = train(TrainConfig(competition=tiny, epochs=3, batch_size=8, verbose=0), run_dir=home / "trial", lean=True)
+    run = result.run_dir
+    for name in ("model.keras", "normalization.npz", "config.json", "history.csv"):
+        assert (run / name).is_file(), name
+    for name in ("learning_curves.png", "confusion_matrix.png", "logs", "backup"):
+        assert not (run / name).exists(), name
+    assert not (home / "runs" / "latest-tiny.txt").exists()  # not a run for `make predict`
+    # the metrics are those of the best epoch's weights, and model.keras holds those weights
+    assert result.metrics["val_accuracy"] == pytest.approx(max(result.history["val_accuracy"]), abs=1e-6)
+    dataset = load_dataset(load_competition(tiny), seed=42, progress=False)
+    probs = predict_probabilities(keras.models.load_model(run / "model.keras", compile=False), dataset.val.images,
+                                  Standardizer.load(run / "normalization.npz"))
+    assert scores(dataset.val.labels, probs)["accuracy"] == pytest.approx(result.metrics["val_accuracy"])
+
+
 def test_binary_competition_uses_one_sigmoid_unit(home):
     write_competition(home, slug="pair", classes=2, per_class=(10, 4, 2))
     result = train(TrainConfig(competition="pair", arch="resnet10", epochs=1, batch_size=8, verbose=0))

@@ -154,3 +154,12 @@ def test_minutes_budget_stops_starting_trials(tiny, home):
     assert len(study.trials) >= 1
     assert all(t.datetime_start.timestamp() <= started + 6 for t in study.trials)  # none started after the budget
     assert all(t.state == TrialState.COMPLETE for t in study.trials)  # the running one was let finish
+
+
+def test_a_trial_running_past_the_minutes_budget_is_pruned_at_the_end_of_its_epoch(tiny, home):
+    space = build_space("cnn", ["epochs=50", "batch_size=8"])
+    study = tune(TrainConfig(competition=tiny, verbose=0), n_trials=None, timeout=0.5, space=space, pruner="none")
+    [trial] = study.trials  # started within the budget, stopped after it
+    assert trial.state == TrialState.PRUNED
+    assert len(trial.intermediate_values) < 50
+    assert "tuning budget ran out" in trial.user_attrs["pruned"]

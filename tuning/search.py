@@ -24,13 +24,15 @@ from optuna_integration import KerasPruningCallback
 from competition import settings
 from competition.config import load_competition
 from competition.errors import PipelineError, first_line
-from competition.fileio import write_json, write_text
+from competition.fileio import write_json
 from pipelines.data import load_dataset
-from pipelines.train import TrainConfig, latest_run_file, train
+from pipelines.train import TrainConfig, train
 from tuning.space import SearchSpace, build_space, check_compatible
 from tuning.storage import HEARTBEAT_SECONDS, default_storage, open_storage
 
-PRUNERS = ("median", "hyperband", "none")
+# Hyperband by default: Optuna's benchmarks found it the best pruner with the TPE sampler (MedianPruner with random
+# sampling); it also prunes from the second trial on, where the median pruner waits for several complete trials.
+PRUNERS = ("hyperband", "median", "none")
 MONITOR = "val_accuracy"
 
 
@@ -40,7 +42,7 @@ class TuneOptions:
 
     storage: str | None = None
     study: str | None = None
-    pruner: str = "median"
+    pruner: str = "hyperband"
     heartbeat: int = HEARTBEAT_SECONDS
     workers: int = 1
     max_epochs: int = 40  # Hyperband's largest budget: the most epochs a trial can run
@@ -83,11 +85,25 @@ def count_states(study: optuna.Study) -> dict[str, int]:
     return counts
 
 
-def make_objective(config: TrainConfig, space: SearchSpace, dataset, trials_dir: Path):
+class Deadline(keras.callbacks.Callback):
+    """Prune the trial at the end of an epoch once the tuning budget's deadline (epoch seconds) has passed, so
+    ``MINUTES=`` ends the search within about an epoch rather than after the longest trial."""
+
+    def __init__(self, deadline: float | None):
+        super().__init__()
+        self.deadline = deadline
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.deadline is not None and time.time() >= self.deadline and epoch + 1 < self.params["epochs"]:
+            raise optuna.TrialPruned(f"the tuning budget ran out after epoch {epoch + 1}")
+
+
+def make_objective(config: TrainConfig, space: SearchSpace, dataset, trials_dir: Path, deadline: float | None = None):
     """The objective: sample, train with per-epoch reports to the pruner, return validation accuracy.
 
     A NaN loss (stopped by ``TerminateOnNaN``) or any exception fails the trial with its reason in the trial's
-    ``fail_reason`` user attribute; ``study.optimize(catch=...)`` then goes on with the next one.
+    ``fail_reason`` user attribute; ``study.optimize(catch=...)`` then goes on with the next one. A trial still
+    running when the budget's ``deadline`` passes is pruned at the end of its epoch.
     """
 
     def objective(trial: optuna.Trial) -> float:
@@ -97,12 +113,14 @@ def make_objective(config: TrainConfig, space: SearchSpace, dataset, trials_dir:
         keras.backend.clear_session()
         run_dir = trials_dir / f"trial-{trial.number:04d}"
         try:
-            result = train(config.update(**params), dataset=dataset, run_dir=run_dir,
-                           callbacks=[KerasPruningCallback(trial, MONITOR), keras.callbacks.TerminateOnNaN()])
+            result = train(config.update(**params), dataset=dataset, run_dir=run_dir, lean=True,
+                           callbacks=[KerasPruningCallback(trial, MONITOR), keras.callbacks.TerminateOnNaN(),
+                                      Deadline(deadline)])
             bad = [i for i, v in enumerate(result.history.get("loss", []), start=1) if not math.isfinite(v)]
             if bad:
                 raise FloatingPointError(f"loss became NaN/inf at epoch {bad[0]}; TerminateOnNaN stopped the run")
-        except optuna.TrialPruned:
+        except optuna.TrialPruned as pruned:
+            trial.set_user_attr("pruned", first_line(pruned) or "the pruner stopped it")
             (run_dir / "model.keras").unlink(missing_ok=True)
             raise
         except Exception as err:
@@ -135,7 +153,7 @@ def run_trials(config: TrainConfig, space: SearchSpace, name: str, options: Tune
     timeout = None if deadline is None else deadline - time.time()
     if timeout is not None and timeout <= 0:
         return study
-    study.optimize(make_objective(config, space, dataset, settings.runs_dir() / f"tune-{name}"),
+    study.optimize(make_objective(config, space, dataset, settings.runs_dir() / f"tune-{name}", deadline),
                    n_trials=n_trials, timeout=timeout, catch=(Exception,), gc_after_trial=True,
                    callbacks=[keep_best])
     return study
@@ -152,7 +170,7 @@ def _worker(config: TrainConfig, space: SearchSpace, name: str, options: TuneOpt
 
 
 def tune(config: TrainConfig, n_trials: int | None = 10, storage: str | None = None, timeout: float | None = None,
-         space: SearchSpace | None = None, workers: int = 1, pruner: str = "median", study: str | None = None,
+         space: SearchSpace | None = None, workers: int = 1, pruner: str = "hyperband", study: str | None = None,
          heartbeat: int = HEARTBEAT_SECONDS, dataset=None) -> optuna.Study:
     """Run ``n_trials`` more trials (in all, over ``workers`` processes) of the study for this competition and arch,
     stopping new trials after ``timeout`` seconds; write the best parameters; return the study.
@@ -182,17 +200,8 @@ def tune(config: TrainConfig, n_trials: int | None = 10, storage: str | None = N
           + (f"; heartbeat {heartbeat} s" if is_heartbeat_enabled(existing._storage) else "; no heartbeat (journal)"),
           flush=True)
 
-    # Trial runs are not runs for `make predict`: put the latest-run pointer back as it was afterwards.
+    _run_workers(config, space, name, options, n_trials, deadline, workers, dataset)
     slug = load_competition(config.competition).slug
-    pointer = latest_run_file(slug)
-    before = pointer.read_text() if pointer.exists() else None
-    try:
-        _run_workers(config, space, name, options, n_trials, deadline, workers, dataset)
-    finally:
-        if before is None:
-            pointer.unlink(missing_ok=True)
-        else:
-            write_text(pointer, before)
 
     final = optuna.load_study(study_name=name, storage=open_storage(storage, heartbeat))
     write_best_params(final, slug, config.arch)
