@@ -123,6 +123,8 @@ def cmd_tune(args) -> None:
         slug = load_competition(config.competition).slug
         print(f"tune: best val_accuracy={study.best_value:.4f} (trial {study.best_trial.number}) "
               f"{best_params(study.best_trial)} -> {best_params_path(slug, config.arch)}")
+        if study.best_trial.user_attrs.get("run_dir"):
+            print(f"tune: the best trial's model: make predict RUNS={study.best_trial.user_attrs['run_dir']}")
 
 
 def cmd_tune_report(args) -> None:
@@ -281,9 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     t.add_argument("--space", action="append", metavar="NAME=SPEC|FILE",
                    help="narrow or fix the search: lr=1e-4:1e-2, optimizer=adam,sgd, epochs=10, or a TOML/JSON file")
-    t.add_argument("--pruner", default="hyperband", choices=["hyperband", "median", "none"],
-                   help="hyperband (default): successive halving at 1, 3, 9, ... epochs; median: below the median "
-                        "of earlier trials at the same epoch, after 4 trials; none")
+    t.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"],
+                   help="median (default): below the median of earlier trials at the same epoch, after 4 trials; "
+                        "hyperband: successive halving at 1, 3, 9, ... epochs, from the second trial; none")
     t.add_argument("--heartbeat", type=int, default=30, help="seconds between trial heartbeats (RDB storages)")
     r = stage("tune-report", cmd_tune_report, "plots and a top-trials table of a study -> reports/<slug>/")
     r.add_argument("--arch", default=settings.DEFAULT_ARCH)

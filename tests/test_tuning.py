@@ -47,6 +47,9 @@ def test_study_is_stored_in_sqlite_and_resumes(tiny, home, capsys):
     assert best["params"] == {**study.best_params, "epochs": 1, "batch_size": 8}  # sampled and fixed settings
     assert best["trial"] == study.best_trial.number
     assert not (home / "runs" / "latest-tiny.txt").exists()  # trial runs are not what `make predict` picks up
+    # ... but the best trial's lean run folder can be named to predict with it
+    assert main(["predict", "--competition", tiny, "--runs", study.best_trial.user_attrs["run_dir"]]) == 0
+    assert list((home / "submissions").glob("trial-*.csv"))
 
     # make train picks the tuned parameters up, and says so
     assert main(["train", "--competition", tiny, "--set", "verbose=0"]) == 0

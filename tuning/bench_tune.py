@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(settings.SEED)
     found = gic_images(args.classes, args.size, rng)
     images, labels, source = found or generated_images(args.classes, args.per_class, args.size, rng)
+    previous_home = os.environ.get("KIP_HOME")
     with tempfile.TemporaryDirectory(prefix="bench-tune-") as tmp:
         os.environ["KIP_HOME"] = tmp  # studies, trial runs and best-parameter files stay out of the project
         slug = write_subset(Path(tmp), images, labels, args.classes, args.size, settings.SEED)
@@ -163,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         config = TrainConfig(competition=slug, arch="cnn", verbose=0)
         space = build_space("cnn", args.space or [])
         results = run_interleaved(config, dataset, space, ["none", *args.pruners], args.minutes)
-    os.environ.pop("KIP_HOME")
+    if previous_home is None:
+        os.environ.pop("KIP_HOME")
+    else:
+        os.environ["KIP_HOME"] = previous_home
 
     base = results[0]
     for r in results:
