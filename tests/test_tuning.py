@@ -37,6 +37,9 @@ def test_study_is_stored_in_sqlite_and_resumes(tiny, home, capsys):
     loaded = optuna.load_study(study_name="tiny-cnn", storage=db_url(home))
     assert len(loaded.trials) == 3
     assert len({tuple(sorted(t.params.items())) for t in loaded.trials}) == 3  # the resumed sampler moved on
+    # the first trial of a new study is make train's untuned recipe
+    assert study.trials[0].params == {"optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 0.05,
+                                      "dropout_rate": 0.3, "label_smoothing": 0.1, "augment_strength": 1.0}
     for trial in study.trials:
         assert {"optimizer", "learning_rate", "dropout_rate"} <= set(trial.params)
         assert trial.params["optimizer"] in {"adam", "adamw", "sgd", "rmsprop"}

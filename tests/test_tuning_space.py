@@ -75,3 +75,16 @@ def test_resumed_study_refuses_changed_choices():
     check_compatible(study, build_space("cnn", ["learning_rate=1e-3:1e-2"]))  # a narrower range is fine
     with pytest.raises(PipelineError, match="--study"):
         check_compatible(study, build_space("cnn", ["optimizer=adam,sgd"]))
+
+
+def test_starting_point_is_the_config_clipped_into_the_space():
+    from pipelines.train import TrainConfig
+    from tuning.space import starting_point
+
+    space = build_space("cnn", ["epochs=5:40", "batch_size=32,64", "learning_rate=1e-4:1e-3"])
+    start = starting_point(space, TrainConfig())
+    assert start["epochs"] == 40 and isinstance(start["epochs"], int)  # 60 clipped to the range
+    assert start["learning_rate"] == 1e-3 and start["optimizer"] == "adamw"
+    assert "batch_size" not in start  # 128 is not offered: the sampler picks
+    assert "momentum" not in start  # only searched with sgd
+    assert starting_point(space, TrainConfig(optimizer="sgd"))["momentum"] == 0.9

@@ -27,7 +27,7 @@ from competition.errors import PipelineError, first_line
 from competition.fileio import write_json
 from pipelines.data import load_dataset
 from pipelines.train import TrainConfig, train
-from tuning.space import SearchSpace, build_space, check_compatible
+from tuning.space import SearchSpace, build_space, check_compatible, starting_point
 from tuning.storage import HEARTBEAT_SECONDS, default_storage, open_storage
 
 # Median by default: in `make bench-tune` it gave more trials per hour than Hyperband and the better best score.
@@ -191,6 +191,10 @@ def tune(config: TrainConfig, n_trials: int | None = 10, storage: str | None = N
     name = study or study_name(config)
     existing = open_study(name, options, config.seed)
     check_compatible(existing, space)
+    if not existing.get_trials(deepcopy=False):
+        # a new study starts from the untuned recipe, so the search is measured against it on the same hold-out
+        existing.enqueue_trial(starting_point(space, config), user_attrs={"start": "make train's defaults"},
+                               skip_if_exists=True)  # several machines starting one study at once
     counts = count_states(existing)
     where = options.storage or default_storage()
     print(f"tune: study {name} in {where} ({sum(counts.values())} trials so far"

@@ -75,6 +75,24 @@ class SearchSpace:
         return "\n".join(lines)
 
 
+def starting_point(space: SearchSpace, config: TrainConfig) -> dict:
+    """The config's own values of the searched parameters, clipped into their ranges (a choice the space does not
+    offer is left to the sampler): the recipe ``make train`` uses untuned, as a study's first trial."""
+    values: dict = {}
+    settings = {**dataclasses.asdict(config), **space.fixed}
+    for name, dist in space.params.items():
+        condition = CONDITIONS.get(name)
+        if condition and {**settings, **values}.get(condition[0]) not in condition[1]:
+            continue
+        value = settings[name]
+        if isinstance(dist, Choice):
+            if value in dist.choices:
+                values[name] = value
+        else:
+            values[name] = type(dist.low)(min(max(value, dist.low), dist.high))
+    return values
+
+
 def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution):
     """One ``trial.suggest_*`` call for a distribution."""
     if isinstance(dist, Float):
