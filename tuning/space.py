@@ -58,10 +58,8 @@ class SearchSpace:
         """Suggest every searched parameter (skipping those whose condition does not hold), plus the fixed ones."""
         values = dict(self.fixed)
         for name, dist in self.params.items():
-            condition = CONDITIONS.get(name)
-            if condition and values.get(condition[0], _default(condition[0])) not in condition[1]:
-                continue
-            values[name] = suggest(trial, name, dist)
+            if applies(name, values):
+                values[name] = suggest(trial, name, dist)
         return values
 
     def describe(self) -> str:
@@ -75,14 +73,20 @@ class SearchSpace:
         return "\n".join(lines)
 
 
+def applies(name: str, values: dict) -> bool:
+    """Whether a parameter is searched given the values chosen so far (its CONDITIONS entry; a setting not chosen
+    yet counts with TrainConfig's default)."""
+    condition = CONDITIONS.get(name)
+    return not condition or values.get(condition[0], _default(condition[0])) in condition[1]
+
+
 def starting_point(space: SearchSpace, config: TrainConfig) -> dict:
     """The config's own values of the searched parameters, clipped into their ranges (a choice the space does not
     offer is left to the sampler): the recipe ``make train`` uses untuned, as a study's first trial."""
     values: dict = {}
     settings = {**dataclasses.asdict(config), **space.fixed}
     for name, dist in space.params.items():
-        condition = CONDITIONS.get(name)
-        if condition and {**settings, **values}.get(condition[0]) not in condition[1]:
+        if not applies(name, {**settings, **values}):
             continue
         value = settings[name]
         if isinstance(dist, Choice):
