@@ -23,6 +23,8 @@ RUNS        ?=
 FILE        ?=
 WEIGHTS     ?=
 TTA         ?=
+TUNED       ?=
+SUBMISSION_HEADER ?=
 IMAGE       ?=
 MESSAGE     ?=
 PYTEST_ARGS ?=
@@ -32,15 +34,18 @@ DATA_READY  := data/raw/$(COMPETITION).ready
 LATEST_RUN  := runs/latest-$(COMPETITION).txt
 LATEST_SUB  := submissions/latest-$(COMPETITION).txt
 TRAIN_ARGS   = --competition $(COMPETITION) --arch $(ARCH) $(if $(EPOCHS),--set epochs=$(EPOCHS)) $(if $(WEIGHTS),--set weights=$(WEIGHTS)) $(foreach s,$(SET),--set $(s))
-PREDICT_ARGS = --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(TTA),--tta) $(if $(IMAGE),--image '$(IMAGE)')
+# make train (and the implicit training behind make predict / make submit) honours MINUTES= and TUNED=
+FIT_ARGS     = $(TRAIN_ARGS) $(if $(MINUTES),--set minutes=$(MINUTES)) $(if $(TUNED),--tuned $(TUNED))
+PREDICT_ARGS = --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(TTA),--tta) $(if $(IMAGE),--image '$(IMAGE)') \
+	$(if $(SUBMISSION_HEADER),--submission-header '$(SUBMISSION_HEADER)')
 
 .PHONY: help venv demo data report train tune tune-report predict submit check-submission submissions test test-fast \
-	clean bench bench-load bench-train bench-tune
+	clean clean-tuning bench bench-load bench-train bench-tune
 
 help: ## list every target with a one-line description
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-18s %s\n", $$1, $$2}'
 	@echo "  variables: COMPETITION=$(COMPETITION) ARCH=$(ARCH) EPOCHS= SET='name=value ...' MINUTES= TRIALS= WORKERS= STORAGE= SPACE= PRUNER= STUDY="
-	@echo "             RUNS= TTA= IMAGE= WEIGHTS= FILE= MESSAGE="
+	@echo "             RUNS= TTA= IMAGE= WEIGHTS= FILE= MESSAGE= TUNED=1|0 SUBMISSION_HEADER=id,label"
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,10 +71,10 @@ bench-load: $(INSTALLED) ## images/s: plain skimage loop vs our cold load vs cac
 	$(BIN)/python -m pipelines.bench_load
 
 $(LATEST_RUN): $(DATA_READY)
-	$(KIP) train $(TRAIN_ARGS)
+	$(KIP) train $(FIT_ARGS)
 
-train: $(DATA_READY) ## train ARCH=cnn|resnet10|mobilenetv2 in MINUTES= (default 18; WEIGHTS=, tuned params) -> runs/<arch>-<time>/
-	$(KIP) train $(TRAIN_ARGS) $(if $(MINUTES),--set minutes=$(MINUTES))
+train: $(DATA_READY) ## train ARCH=cnn|resnet10|mobilenetv2 in MINUTES= (default 18; WEIGHTS=; TUNED=1|0) -> runs/<arch>-<time>/
+	$(KIP) train $(FIT_ARGS)
 
 tune: $(DATA_READY) ## Optuna search, resumable (TRIALS=, MINUTES=, WORKERS=, STORAGE=, SPACE='learning_rate=1e-4:1e-2 ...')
 	$(KIP) tune $(TRAIN_ARGS) --trials $(or $(TRIALS),$(if $(MINUTES),0,10)) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(STORAGE),--storage '$(STORAGE)') \
@@ -82,7 +87,7 @@ bench-tune: $(INSTALLED) ## trials/hour and best score with and without pruning 
 	$(BIN)/python -m tuning.bench_tune $(if $(MINUTES),--minutes $(MINUTES))
 
 $(LATEST_SUB): $(LATEST_RUN)
-	$(KIP) predict --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(TTA),--tta)
+	$(KIP) predict $(PREDICT_ARGS)
 
 predict: $(LATEST_RUN) ## test probabilities (.npy) + submission with the newest run (RUNS="a b", TTA=1); IMAGE=x.png: top 5
 	$(KIP) predict $(PREDICT_ARGS)
@@ -110,5 +115,8 @@ test: $(INSTALLED) ## run the whole test suite (creates .venv if missing)
 test-fast: $(INSTALLED) ## the test suite without the slow end-to-end runs
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-clean: ## remove generated data, runs, reports and submissions (keeps .venv and tuning studies)
+clean-tuning: ## remove the tuning studies and the tuned parameters they recommend (tuning/*.db, *.journal, best-*.json)
+	rm -f tuning/*.db tuning/*.db-wal tuning/*.db-shm tuning/*.journal tuning/best-*.json
+
+clean: ## remove generated data, runs, reports and submissions (keeps .venv, tuning studies and tuned parameters)
 	rm -rf data runs reports submissions/*.csv submissions/*.json submissions/*.txt submissions/*.npy

@@ -41,3 +41,8 @@ def tuning_dir() -> Path:
 
 def reports_dir(slug: str) -> Path:
     return home() / "reports" / slug
+
+
+def best_params_path(slug: str, arch: str) -> Path:
+    """What a study recommends for ``make train``: ``tuning/best-<slug>-<arch>.json``."""
+    return tuning_dir() / f"best-{slug}-{arch}.json"

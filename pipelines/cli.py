@@ -9,7 +9,6 @@ from pathlib import Path
 from competition import settings
 from competition.errors import PipelineError
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def cmd_data(args) -> None:
@@ -52,44 +51,29 @@ def cmd_report(args) -> None:
 
 
 def training_config(args):
-    """Defaults < tuned parameters (when a study wrote them) < command-line settings."""
-    from pipelines.train import TrainConfig
-    from tuning.search import best_params_path, load_best_params
+    """Defaults < tuned parameters (when they won, or TUNED=1) < command-line settings; validated.
 
-    config = TrainConfig(competition=args.competition, arch=args.arch)
-    tuned = None if args.no_tuned else load_best_params(config.competition, config.arch)
-    if tuned:
-        config = config.update(**tuned["params"])
-        print(f"train: using tuned parameters from {best_params_path(config.competition, config.arch)}: {tuned['params']}")
-    return config.update(**parse_settings(args.set))
+    The competition is resolved once here: a folder path becomes absolute (runs then find it from anywhere), and
+    tuned parameters and the latest-run pointer are looked up by its slug.
+    """
+    from competition.config import load_competition
+    from pipelines.config import TrainConfig, parse_settings, tuned_settings
+
+    competition = load_competition(args.competition)
+    name = str(Path(args.competition).resolve()) if Path(args.competition).is_dir() and competition.data_dir \
+        else args.competition
+    config = TrainConfig(competition=name, arch=args.arch)
+    tuned, said = tuned_settings(competition.slug, config.arch, getattr(args, "tuned", "auto") or "auto")
+    if said:
+        print(said)
+    return config.update(**tuned).update(**parse_settings(args.set))
 
 
 def parse_settings(pairs: list[str]) -> dict:
     """``["epochs=3", "optimizer=sgd"]`` -> ``{"epochs": 3, "optimizer": "sgd"}``, typed by TrainConfig."""
-    from dataclasses import fields
+    from pipelines.config import parse_settings as parse
 
-    from pipelines.train import TrainConfig
-
-    types = {f.name: f.type for f in fields(TrainConfig)}
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or key not in types:
-            raise PipelineError(f"bad setting '{pair}': use NAME=VALUE with NAME one of {', '.join(sorted(types))}")
-        kind = {"int": int, "float": float, "float | None": float, "bool": parse_bool}.get(types[key], str)
-        try:
-            out[key] = kind(value)
-        except ValueError:
-            raise PipelineError(f"bad setting '{pair}': {key} needs a {types[key]}") from None
-    return out
-
-
-def parse_bool(value: str) -> bool:
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(value)
+    return parse(pairs)
 
 
 def cmd_train(args) -> None:
@@ -103,26 +87,27 @@ def cmd_train(args) -> None:
 
 def cmd_tune(args) -> None:
     from competition.config import load_competition
-    from tuning.search import best_params, best_params_path, tune
+    from tuning.search import best_params_path, compare_with_default, count_states, tune
     from tuning.space import build_space
 
-    config = training_config(argparse.Namespace(**{**vars(args), "no_tuned": True}))
+    config = training_config(argparse.Namespace(**{**vars(args), "tuned": "0"}))
     space = build_space(config.arch, args.space, fixed=parse_settings(args.set))
     study = tune(config, n_trials=args.trials or None, storage=args.storage, space=space, workers=args.workers,
                  timeout=args.minutes * 60 if args.minutes else None, pruner=args.pruner,
                  study=args.study, heartbeat=args.heartbeat)
-    states = {}
-    for trial in study.trials:
-        states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
-    print(f"tune: study {study.study_name}: {len(study.trials)} trials ("
+    states = count_states(study)
+    print(f"tune: study {study.study_name}: {sum(states.values())} trials ("
           + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + ")")
     for trial in study.trials[-20:]:
         if trial.state.name == "FAIL":
             print(f"tune: trial {trial.number} failed: {trial.user_attrs.get('fail_reason', 'process died (heartbeat)')}")
     if states.get("complete"):
         slug = load_competition(config.competition).slug
+        beats, why = compare_with_default(study)
         print(f"tune: best val_accuracy={study.best_value:.4f} (trial {study.best_trial.number}) "
-              f"{best_params(study.best_trial)} -> {best_params_path(slug, config.arch)}")
+              f"{study.best_trial.params} -> {best_params_path(slug, config.arch)}")
+        print(f"tune: {'make train will use them' if beats else 'make train keeps its default recipe'}: {why}"
+              + ("" if beats else " (TUNED=1 uses them anyway)"))
         if study.best_trial.user_attrs.get("run_dir"):
             print(f"tune: the best trial's model: make predict RUNS={study.best_trial.user_attrs['run_dir']}")
 
@@ -135,11 +120,12 @@ def cmd_tune_report(args) -> None:
 
 
 def resolve_runs(args) -> list[Path]:
-    from pipelines.train import latest_run
+    from competition.config import load_competition
+    from pipelines.runs import latest_run
 
     if args.runs:
         return [Path(r) if Path(r).exists() else settings.runs_dir() / r for r in args.runs]
-    return [latest_run(args.competition)]
+    return [latest_run(load_competition(args.competition).slug)]
 
 
 def cmd_predict(args) -> Path:
@@ -239,9 +225,10 @@ def cmd_demo(args) -> None:
     import json
 
     from competition.config import load_competition
-    from pipelines.train import latest_run
+    from pipelines.runs import latest_run
     from submissions.writer import score_submission
 
+    args = argparse.Namespace(**{**vars(args), "tuned": "0"})  # the demo shows the default recipe, never a study's
     cmd_data(args)
     cmd_train(args)
     path = cmd_predict(argparse.Namespace(**{**vars(args), "runs": None}))
@@ -268,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     def trainable(p):
         p.add_argument("--arch", default=settings.DEFAULT_ARCH, help="model name (cnn, resnet10, mobilenetv2)")
         p.add_argument("--set", action="append", metavar="NAME=VALUE", help="any training setting, e.g. epochs=20")
-        p.add_argument("--no-tuned", action="store_true", help="ignore tuned parameters")
+        p.add_argument("--tuned", default="auto", choices=["auto", "1", "0"],
+                       help="tuned parameters: use them when they beat the default recipe (auto), always (1), never (0)")
         return p
 
     stage("data", cmd_data, "get the competition's raw files (download, build or detect), check and cache them"
@@ -308,9 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TENSORFLOW_COMMANDS = ("train", "tune", "predict", "demo")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in TENSORFLOW_COMMANDS:
+            from pipelines.quiet import import_tensorflow
+
+            import_tensorflow()
         args.func(args)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -174,11 +174,21 @@ def build_mobilenetv2(
 MODELS = {"cnn": build_cnn, "resnet10": build_resnet10, "mobilenetv2": build_mobilenetv2}
 
 
+def option_problems(arch: str, options: dict) -> list[str]:
+    """The options that ``arch``'s builder does not take, each as one line (set options only, not defaults)."""
+    if arch not in MODELS:
+        return []
+    accepted = set(inspect.signature(MODELS[arch]).parameters) - {"input_shape", "num_classes"}
+    return [f"{name}={value!r} is not an option of {arch} (it takes {', '.join(sorted(accepted))})"
+            for name, value in options.items() if name not in accepted and value is not None]
+
+
 def build_model(arch: str, input_shape, num_classes: int, **options) -> keras.Model:
-    """Build a registered model by name, passing only the options its builder accepts."""
+    """Build a registered model by name; an option its builder does not take is an error, not ignored."""
     if arch not in MODELS:
         raise PipelineError(f"unknown ARCH '{arch}'; choose one of {', '.join(MODELS)}")
-    builder = MODELS[arch]
-    accepted = inspect.signature(builder).parameters
-    kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
-    return builder(input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)
+    problems = option_problems(arch, options)
+    if problems:
+        raise PipelineError("; ".join(problems))
+    kwargs = {k: v for k, v in options.items() if v is not None}
+    return MODELS[arch](input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)

@@ -95,3 +95,34 @@ def write_class_folders(root, slug="folders", classes=("cat", "dog", "emu"), per
             for k, img in enumerate(make_images(rng, label, count)):
                 io.imsave(folder / f"{name}_{k}.png", img[..., 0] if grey else img, check_contrast=False)
     return raw
+
+
+class FakeClock:
+    """Seconds that pass only when a test says so, so a time budget depends on steps, not on the machine.
+
+    ``step`` seconds pass at every reading (0: only ``advance`` moves it)."""
+
+    def __init__(self, step: float = 0.0, start: float = 1000.0):
+        self.now, self.step = start, step
+
+    def __call__(self) -> float:
+        value = self.now
+        self.now += self.step
+        return value
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def ticking(clock: FakeClock, seconds_per_batch):
+    """A Keras callback that advances ``clock`` after each training batch (``seconds_per_batch(epoch)``)."""
+    import keras
+
+    class Tick(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            clock.advance(seconds_per_batch(self.epoch))
+
+    return Tick()

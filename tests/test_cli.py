@@ -1,3 +1,5 @@
+import pytest
+
 import subprocess
 import sys
 
@@ -71,3 +73,22 @@ def test_kip_report_prints_its_findings(tiny, home, capsys):
     assert main(["report", "--competition", "tiny"]) == 0
     out = capsys.readouterr().out
     assert "0 blank images" in out and (home / "reports" / "tiny" / "data.md").exists()
+
+
+@pytest.mark.parametrize("with_config", [True, False])
+def test_a_competition_given_as_a_folder_path_trains_then_predicts(home, capsys, with_config):
+    import shutil
+
+    from pipelines.cli import main
+    from tests.conftest import write_competition
+
+    raw = write_competition(home, slug="elsewhere")
+    if not with_config:
+        (raw / "competition.toml").unlink()
+    shutil.move(raw, home / "mycomp")
+    quick = ["--set", "epochs=1", "--set", "minutes=0", "--set", "batch_size=8", "--set", "verbose=0"]
+    assert main(["train", "--competition", "mycomp", *quick]) == 0
+    slug = "elsewhere" if with_config else "mycomp"
+    assert (home / "runs" / f"latest-{slug}.txt").exists()
+    assert main(["predict", "--competition", "mycomp"]) == 0
+    assert "rows ->" in capsys.readouterr().out

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from pipelines.train import (TrainConfig, WarmupSchedule, build_for_training, latest_run, make_augmenter,
                              make_optimizer, resolve_precision, train, unfinished_run)
-from tests.conftest import write_competition
+from tests.conftest import FakeClock, ticking, write_competition
 
 
 def test_train_writes_a_complete_run_folder(tiny, home):
@@ -117,12 +117,31 @@ def test_a_killed_run_resumes_from_its_last_finished_epoch_when_rerun(tiny, home
 
 
 def test_time_budget_plans_the_epochs_and_completes_the_schedule(tiny):
-    # patience beyond any plan: early stopping on the easy tiny task must not end the run before the plan does
-    result = train(TrainConfig(competition=tiny, epochs=500, batch_size=8, minutes=0.15, patience=1000, verbose=0))
+    # each training step costs 1 s of an injected clock: 4 steps an epoch, a 30 s budget (98% of it planned)
+    clock = FakeClock()
+    config = TrainConfig(competition=tiny, epochs=500, batch_size=9, minutes=0.5, patience=1000, verbose=0)
+    result = train(config, callbacks=[ticking(clock, lambda epoch: 1.0)], clock=clock)
     plan = json.loads((result.run_dir / "plan.json").read_text())
-    assert 1 <= plan["epochs"] < 500
-    assert result.metrics["epochs_run"] == plan["epochs"]
-    assert result.metrics["train_seconds"] < 0.15 * 60 * 1.5 + 5
+    # after the first measured step: 1 + (29.4 s - 3 s spent) // (4 steps * 1.1) = 7 epochs, kept after epoch 1
+    assert plan["epochs"] == 7 and result.metrics["epochs_run"] == 7
+    assert plan["spent_seconds"] == 28.0 <= 0.5 * 60  # within the budget, and within one epoch of its end
+    assert 0.5 * 60 * 0.98 - plan["spent_seconds"] < 4.0
+
+
+def test_time_budget_plans_again_when_epochs_get_faster_or_slower(tiny):
+    clock = FakeClock()
+    config = TrainConfig(competition=tiny, epochs=500, batch_size=9, minutes=1.0, patience=1000, verbose=0)
+    # a busy machine during the first two epochs (3 s a step), then a free one (1 s a step)
+    result = train(config, callbacks=[ticking(clock, lambda epoch: 3.0 if epoch < 2 else 1.0)], clock=clock)
+    plan = json.loads((result.run_dir / "plan.json").read_text())
+    assert "re-planned up" in plan["why"]
+    # 24 s for the first two epochs, then 4 s epochs: (58.8 - 24) // 4 = 8 more, 10 in all
+    assert result.metrics["epochs_run"] == plan["epochs"] == 10
+    slow = TrainConfig(competition=tiny, epochs=500, batch_size=9, minutes=1.0, patience=1000, verbose=0, seed=1)
+    clock = FakeClock()
+    result = train(slow, callbacks=[ticking(clock, lambda epoch: 1.0 if epoch < 2 else 4.0)], clock=clock)
+    plan = json.loads((result.run_dir / "plan.json").read_text())
+    assert "re-planned down" in plan["why"] and plan["spent_seconds"] <= 60
 
 
 def test_schedules_warm_up_peak_and_decay():
@@ -144,6 +163,8 @@ def test_every_optimizer_is_built_with_weight_decay(name):
     assert optimizer.weight_decay == 0.01
     if name == "sgd":
         assert optimizer.nesterov and optimizer.momentum == 0.9
+    if name == "rmsprop":  # its momentum is the setting's, not dropped when 0.5 or more
+        assert optimizer.momentum == 0.9
 
 
 def test_augmentation_presets_overrides_and_strength():
@@ -169,7 +190,7 @@ def test_augmenter_keeps_shapes_and_label_mass(extra):
 
 
 def test_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch):
-    import pipelines.train as module
+    import pipelines.recipe as module
 
     monkeypatch.setattr(module.tf.config, "list_physical_devices", lambda kind=None: [])
     monkeypatch.setattr(module, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})

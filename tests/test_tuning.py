@@ -15,10 +15,11 @@ import tuning.search
 from competition.config import load_competition
 from pipelines.cli import main
 from pipelines.data import load_dataset
-from pipelines.train import TrainConfig
+from pipelines.config import TrainConfig
 from tuning.search import best_params_path, make_objective, tune
 from tuning.space import build_space
 from tuning.storage import open_storage
+from tests.conftest import FakeClock
 
 QUICK = ["epochs=1", "batch_size=8"]  # tiny data, one epoch: each trial takes a few seconds
 
@@ -47,20 +48,72 @@ def test_study_is_stored_in_sqlite_and_resumes(tiny, home, capsys):
     assert "search space for cnn" in out and "learning_rate" in out  # the space is printed at start
 
     best = json.loads(best_params_path(tiny, "cnn").read_text())
-    assert best["params"] == {**study.best_params, "epochs": 1, "batch_size": 8}  # sampled and fixed settings
+    # sampled settings only: the fixed epochs=1 and batch_size=8 were the search's conditions, not findings
+    assert best["params"] == study.best_params and best["fixed"] == {"epochs": 1, "batch_size": 8}
     assert best["trial"] == study.best_trial.number
+    default = study.trials[0]
+    assert best["beats_default"] == (study.best_trial.number != 0 and study.best_value > default.value)
     assert not (home / "runs" / "latest-tiny.txt").exists()  # trial runs are not what `make predict` picks up
     # ... but the best trial's lean run folder can be named to predict with it
     assert main(["predict", "--competition", tiny, "--runs", study.best_trial.user_attrs["run_dir"]]) == 0
     assert list((home / "submissions").glob("trial-*.csv"))
 
-    # make train picks the tuned parameters up, and says so
-    assert main(["train", "--competition", tiny, "--set", "verbose=0"]) == 0
+    # TUNED=1: make train uses the tuned parameters whether or not they won, says so, and never the fixed epochs
+    assert main(["train", "--competition", tiny, "--tuned", "1", "--set", "verbose=0", "--set", "minutes=0",
+                 "--set", "epochs=1"]) == 0
     out = capsys.readouterr().out
-    assert "using tuned parameters" in out
+    assert "using tuned parameters" in out and "(TUNED=1)" in out
     run = out.split("train: ")[-1].split()[0]
     used = json.loads((Path(run) / "config.json").read_text())
-    assert used["optimizer"] == best["params"]["optimizer"] and used["epochs"] == best["params"]["epochs"]
+    assert used["optimizer"] == best["params"]["optimizer"]
+    assert used["learning_rate"] == pytest.approx(best["params"]["learning_rate"])
+
+
+def write_tuned_record(home, beats: bool):
+    path = home / "tuning" / "best-tiny-cnn.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"study": "tiny-cnn", "trial": 3, "val_accuracy": 0.9, "beats_default": beats,
+                                "why": "val_accuracy 0.9 vs 0.8" if beats else "the untuned recipe is the best trial",
+                                "params": {"optimizer": "sgd", "learning_rate": 0.05}, "fixed": {"epochs": 2}}))
+
+
+@pytest.mark.parametrize("beats, mode, used", [
+    (True, "auto", True), (False, "auto", False), (False, "1", True), (True, "0", False)])
+def test_tuned_parameters_are_used_only_when_they_beat_the_default_or_when_asked(tiny, home, beats, mode, used):
+    from pipelines.config import tuned_settings
+
+    write_tuned_record(home, beats)
+    params, said = tuned_settings("tiny", "cnn", mode)
+    assert params == ({"optimizer": "sgd", "learning_rate": 0.05} if used else {})
+    assert ("using tuned" in said) == used and ("TUNED=1 uses them anyway" in said) == (mode == "auto" and not used)
+    assert "epochs" not in params  # a fixed condition of the search is never handed on
+
+
+def test_the_demo_never_uses_tuned_parameters(home, capsys, monkeypatch):
+    import pipelines.cli as cli
+
+    seen = []
+    monkeypatch.setattr(cli, "cmd_data", lambda args: None)
+    monkeypatch.setattr(cli, "cmd_train", lambda args: seen.append(args.tuned) or (_ for _ in ()).throw(
+        KeyboardInterrupt))
+    assert main(["demo", "--tuned", "1"]) == 130
+    assert seen == ["0"]
+
+
+def test_compare_with_default_needs_the_untuned_recipe_in_the_space():
+    from tuning.search import compare_with_default
+
+    def study_with(values, moved=()):
+        study = optuna.create_study(direction="maximize")
+        for number, value in enumerate(values):
+            attrs = {"start": "defaults", "moved": list(moved)} if number == 0 else {}
+            study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=value, user_attrs=attrs))
+        return study
+
+    assert compare_with_default(study_with([0.5, 0.7]))[0] is True
+    assert compare_with_default(study_with([0.7, 0.5]))[0] is False
+    beats, why = compare_with_default(study_with([0.5, 0.7], moved=["learning_rate"]))
+    assert not beats and "does not hold the untuned recipe" in why
 
 
 def test_failing_trials_are_recorded_with_their_reason_and_the_study_goes_on(tiny, home, monkeypatch):
@@ -155,17 +208,29 @@ def test_two_local_workers_share_one_study(tiny, home):
 
 
 def test_minutes_budget_stops_starting_trials(tiny, home):
-    started = time.time()
-    study = tune(TrainConfig(competition=tiny, verbose=0), n_trials=None, timeout=6, space=build_space("cnn", QUICK))
-    assert len(study.trials) >= 1
-    assert all(t.datetime_start.timestamp() <= started + 6 for t in study.trials)  # none started after the budget
-    assert all(t.state == TrialState.COMPLETE for t in study.trials)  # the running one was let finish
+    # an injected clock that moves 1 s at every reading: a 3.5 s budget is read at the end of the first trial's
+    # epoch (1 s), after it (2 s), at the end of the second's epoch (3 s) and after it (4 s): then no new trial
+    clock = FakeClock(step=1.0)
+    study = tune(TrainConfig(competition=tiny, verbose=0), n_trials=None, timeout=3.5, space=build_space("cnn", QUICK),
+                 clock=clock)
+    assert len(study.trials) == 2
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)  # a trial under way is let finish its epochs
 
 
 def test_a_trial_running_past_the_minutes_budget_is_pruned_at_the_end_of_its_epoch(tiny, home):
     space = build_space("cnn", ["epochs=50", "batch_size=8"])
-    study = tune(TrainConfig(competition=tiny, verbose=0), n_trials=None, timeout=0.5, space=space, pruner="none")
+    # the budget is gone by the end of the first epoch: opening the study took it all, yet one trial runs
+    clock = FakeClock(step=1.0)
+    study = tune(TrainConfig(competition=tiny, verbose=0), n_trials=None, timeout=0.5, space=space, pruner="none",
+                 clock=clock)
     [trial] = study.trials  # started within the budget, stopped after it
     assert trial.state == TrialState.PRUNED
-    assert len(trial.intermediate_values) < 50
-    assert "tuning budget ran out" in trial.user_attrs["pruned"]
+    assert list(trial.intermediate_values) == [0]  # pruned at the end of its first epoch, not after 50
+    assert "tuning budget ran out after epoch 1" in trial.user_attrs["pruned"]
+
+
+def test_a_spent_budget_still_runs_one_trial(tiny, home):
+    clock = FakeClock()
+    study = tune(TrainConfig(competition=tiny, verbose=0), n_trials=None, timeout=0.0, space=build_space("cnn", QUICK),
+                 clock=clock)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]

@@ -5,7 +5,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from competition.errors import PipelineError
-from pipelines.train import TrainConfig
+from pipelines.config import TrainConfig
 from tuning.space import ARCH_SPACES, build_space, check_compatible
 
 
@@ -15,13 +15,14 @@ def test_default_space_per_arch_only_has_trainconfig_fields():
         space = build_space(arch)
         assert set(space.params) <= fields
         assert {"optimizer", "learning_rate", "epochs", "batch_size", "dropout_rate", "weight_decay"} <= set(space.params)
-        assert set(space.params["optimizer"].choices) == {"adam", "adamw", "sgd", "rmsprop"}
+        # adam with weight decay is adamw in Keras 3: one of the two is searched
+        assert set(space.params["optimizer"].choices) == {"adamw", "sgd", "rmsprop"}
         assert space.params["learning_rate"].log
         # names the space knows but TrainConfig lacks are listed, not silently searched
         assert all(name not in fields for name in space.unsupported)
     assert build_space("resnet10").params["epochs"].high < build_space("cnn").params["epochs"].high
     text = build_space("cnn").describe()
-    assert "learning_rate" in text and "(log)" in text and "only when optimizer in sgd" in text
+    assert "learning_rate" in text and "(log)" in text and "only when optimizer in sgd, rmsprop" in text
 
 
 def test_narrow_and_fix_from_command_line():
@@ -58,7 +59,7 @@ def test_bad_space_is_one_line_error(spec):
 
 def test_conditional_parameters_follow_the_optimizer():
     space = build_space("cnn", ["epochs=1"])
-    adam = space.sample(optuna.trial.FixedTrial({"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 32,
+    adam = space.sample(optuna.trial.FixedTrial({"optimizer": "adamw", "learning_rate": 1e-3, "batch_size": 32,
                                                  "dropout_rate": 0.1, "weight_decay": 1e-4,
                                                  "label_smoothing": 0.1, "augment_strength": 1.0}))
     assert "momentum" not in adam and adam["weight_decay"] == 1e-4 and adam["epochs"] == 1
@@ -66,6 +67,8 @@ def test_conditional_parameters_follow_the_optimizer():
                                                 "batch_size": 32, "dropout_rate": 0.1, "weight_decay": 1e-3,
                                                 "label_smoothing": 0.0, "augment_strength": 0.5}))
     assert sgd["momentum"] == 0.9 and sgd["weight_decay"] == 1e-3  # every optimizer decays weights
+    rmsprop = space.sample(optuna.trial.FixedTrial({**sgd, "optimizer": "rmsprop", "momentum": 0.85}))
+    assert rmsprop["momentum"] == 0.85  # rmsprop takes momentum too
     TrainConfig().update(**sgd)  # every sampled name is a training setting
 
 
@@ -74,11 +77,11 @@ def test_resumed_study_refuses_changed_choices():
     study.optimize(lambda t: build_space("cnn").sample(t)["learning_rate"], n_trials=2)
     check_compatible(study, build_space("cnn", ["learning_rate=1e-3:1e-2"]))  # a narrower range is fine
     with pytest.raises(PipelineError, match="--study"):
-        check_compatible(study, build_space("cnn", ["optimizer=adam,sgd"]))
+        check_compatible(study, build_space("cnn", ["optimizer=adamw,sgd"]))
 
 
 def test_starting_point_is_the_config_clipped_into_the_space():
-    from pipelines.train import TrainConfig
+    from pipelines.config import TrainConfig
     from tuning.space import starting_point
 
     space = build_space("cnn", ["epochs=5:40", "batch_size=32,64", "learning_rate=1e-4:1e-3"])

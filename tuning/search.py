@@ -17,16 +17,17 @@ from pathlib import Path
 
 import keras
 import optuna
-from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.storages.journal import JournalStorage
 from optuna.trial import TrialState
 from optuna_integration import KerasPruningCallback
 
 from competition import settings
 from competition.config import load_competition
 from competition.errors import PipelineError, first_line
-from competition.fileio import write_json
+from pipelines.callbacks import Deadline
+from pipelines.config import TrainConfig, write_tuned
 from pipelines.data import load_dataset
-from pipelines.train import TrainConfig, train
+from pipelines.train import train
 from tuning.space import SearchSpace, build_space, check_compatible, starting_point
 from tuning.storage import HEARTBEAT_SECONDS, default_storage, open_storage
 
@@ -34,6 +35,7 @@ from tuning.storage import HEARTBEAT_SECONDS, default_storage, open_storage
 # Hyperband prunes from the second trial on, where the median pruner waits for 4 complete ones: it suits budgets
 # of only a few full-length trials.
 PRUNERS = ("median", "hyperband", "none")
+FIDELITY = ("epochs",)  # how long a trial trains: not part of the recipe a trial's score is compared on
 MONITOR = "val_accuracy"
 
 
@@ -54,7 +56,7 @@ def study_name(config: TrainConfig) -> str:
 
 
 def best_params_path(slug: str, arch: str) -> Path:
-    return settings.tuning_dir() / f"best-{slug}-{arch}.json"
+    return settings.best_params_path(slug, arch)
 
 
 def make_pruner(name: str, max_epochs: int = 40) -> optuna.pruners.BasePruner:
@@ -86,20 +88,8 @@ def count_states(study: optuna.Study) -> dict[str, int]:
     return counts
 
 
-class Deadline(keras.callbacks.Callback):
-    """Prune the trial at the end of an epoch once the tuning budget's deadline (epoch seconds) has passed, so
-    ``MINUTES=`` ends the search within about an epoch rather than after the longest trial."""
-
-    def __init__(self, deadline: float | None):
-        super().__init__()
-        self.deadline = deadline
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.deadline is not None and time.time() >= self.deadline and epoch + 1 < self.params["epochs"]:
-            raise optuna.TrialPruned(f"the tuning budget ran out after epoch {epoch + 1}")
-
-
-def make_objective(config: TrainConfig, space: SearchSpace, dataset, trials_dir: Path, deadline: float | None = None):
+def make_objective(config: TrainConfig, space: SearchSpace, dataset, trials_dir: Path, deadline: float | None = None,
+                   clock=time.time):
     """The objective: sample, train with per-epoch reports to the pruner, return validation accuracy.
 
     A NaN loss (stopped by ``TerminateOnNaN``) or any exception fails the trial with its reason in the trial's
@@ -116,7 +106,7 @@ def make_objective(config: TrainConfig, space: SearchSpace, dataset, trials_dir:
         try:
             result = train(config.update(**params), dataset=dataset, run_dir=run_dir, lean=True,
                            callbacks=[KerasPruningCallback(trial, MONITOR), keras.callbacks.TerminateOnNaN(),
-                                      Deadline(deadline)])
+                                      Deadline(deadline, optuna.TrialPruned, clock)])
             bad = [i for i, v in enumerate(result.history.get("loss", []), start=1) if not math.isfinite(v)]
             if bad:
                 raise FloatingPointError(f"loss became NaN/inf at epoch {bad[0]}; TerminateOnNaN stopped the run")
@@ -137,8 +127,9 @@ def make_objective(config: TrainConfig, space: SearchSpace, dataset, trials_dir:
 
 
 def run_trials(config: TrainConfig, space: SearchSpace, name: str, options: TuneOptions, n_trials: int | None,
-               deadline: float | None, dataset=None, seed_offset: int = 0) -> optuna.Study:
-    """Run trials of study ``name`` in this process until ``n_trials`` are done or ``deadline`` (epoch seconds)."""
+               deadline: float | None, dataset=None, seed_offset: int = 0, clock=time.time) -> optuna.Study:
+    """Run trials of study ``name`` in this process until ``n_trials`` are done or ``clock()`` passes ``deadline``;
+    at least one trial runs, however little of the budget is left once the data and the study are open."""
     competition = load_competition(config.competition)
     if dataset is None:
         dataset = load_dataset(competition, seed=config.seed, progress=config.verbose > 0)  # once per process
@@ -151,12 +142,13 @@ def run_trials(config: TrainConfig, space: SearchSpace, name: str, options: Tune
         elif trial.user_attrs.get("run_dir"):  # only the best trial keeps its model file
             (Path(trial.user_attrs["run_dir"]) / "model.keras").unlink(missing_ok=True)
 
-    timeout = None if deadline is None else deadline - time.time()
-    if timeout is not None and timeout <= 0:
-        return study
-    study.optimize(make_objective(config, space, dataset, settings.runs_dir() / f"tune-{name}", deadline),
-                   n_trials=n_trials, timeout=timeout, catch=(Exception,), gc_after_trial=True,
-                   callbacks=[keep_best])
+    def stop_at_deadline(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if deadline is not None and clock() >= deadline:
+            study.stop()
+
+    study.optimize(make_objective(config, space, dataset, settings.runs_dir() / f"tune-{name}", deadline, clock),
+                   n_trials=n_trials, catch=(Exception,), gc_after_trial=True,
+                   callbacks=[keep_best, stop_at_deadline])
     return study
 
 
@@ -172,16 +164,17 @@ def _worker(config: TrainConfig, space: SearchSpace, name: str, options: TuneOpt
 
 def tune(config: TrainConfig, n_trials: int | None = 10, storage: str | None = None, timeout: float | None = None,
          space: SearchSpace | None = None, workers: int = 1, pruner: str = "median", study: str | None = None,
-         heartbeat: int = HEARTBEAT_SECONDS, dataset=None) -> optuna.Study:
+         heartbeat: int = HEARTBEAT_SECONDS, dataset=None, clock=time.time) -> optuna.Study:
     """Run ``n_trials`` more trials (in all, over ``workers`` processes) of the study for this competition and arch,
-    stopping new trials after ``timeout`` seconds; write the best parameters; return the study.
+    stopping new trials after ``timeout`` seconds (at least one runs); write the best parameters; return the study.
 
-    ``dataset`` (one worker only) skips loading the data again when the caller has it already."""
+    ``dataset`` (one worker only) skips loading the data again when the caller has it already; ``clock`` (seconds
+    since the epoch, as ``time.time``) lets tests run a budget without real time (one worker only)."""
     if n_trials is None and timeout is None:
         raise PipelineError("give a budget: a number of trials (TRIALS=) or minutes (MINUTES=)")
     if workers < 1:
         raise PipelineError("workers must be at least 1")
-    deadline = None if timeout is None else time.time() + timeout
+    deadline = None if timeout is None else clock() + timeout
     space = space or build_space(config.arch)
     if "minutes" not in space.fixed and "minutes" not in space.params:
         config = config.update(minutes=0)  # a trial runs the epochs it sampled; make train's time budget would re-plan them
@@ -193,7 +186,9 @@ def tune(config: TrainConfig, n_trials: int | None = 10, storage: str | None = N
     check_compatible(existing, space)
     if not existing.get_trials(deepcopy=False):
         # a new study starts from the untuned recipe, so the search is measured against it on the same hold-out
-        existing.enqueue_trial(starting_point(space, config), user_attrs={"start": "make train's defaults"},
+        start = starting_point(space, config)
+        moved = sorted(n for n in space.params if n not in FIDELITY and start.get(n) != getattr(config, n, None))
+        existing.enqueue_trial(start, user_attrs={"start": "make train's defaults", "moved": moved},
                                skip_if_exists=True)  # several machines starting one study at once
     counts = count_states(existing)
     where = options.storage or default_storage()
@@ -202,10 +197,11 @@ def tune(config: TrainConfig, n_trials: int | None = 10, storage: str | None = N
     print(f"tune: search space for {config.arch}:\n{space.describe()}")
     print(f"tune: budget {n_trials if n_trials is not None else 'unlimited'} trials"
           + (f", {timeout / 60:g} minutes" if timeout else "") + f"; {workers} worker(s); pruner {pruner}"
-          + (f"; heartbeat {heartbeat} s" if is_heartbeat_enabled(existing._storage) else "; no heartbeat (journal)"),
+          + ("; no heartbeat (journal)" if isinstance(open_storage(storage, heartbeat), JournalStorage)
+             else f"; heartbeat {heartbeat} s"),
           flush=True)
 
-    _run_workers(config, space, name, options, n_trials, deadline, workers, dataset)
+    _run_workers(config, space, name, options, n_trials, deadline, workers, dataset, clock)
     slug = load_competition(config.competition).slug
 
     final = optuna.load_study(study_name=name, storage=open_storage(storage, heartbeat))
@@ -213,10 +209,10 @@ def tune(config: TrainConfig, n_trials: int | None = 10, storage: str | None = N
     return final
 
 
-def _run_workers(config, space, name, options, n_trials, deadline, workers, dataset) -> None:
+def _run_workers(config, space, name, options, n_trials, deadline, workers, dataset, clock) -> None:
     """Run the trials in this process, or in ``workers`` spawned processes sharing the study."""
     if workers == 1:
-        run_trials(config, space, name, options, n_trials, deadline, dataset=dataset)
+        run_trials(config, space, name, options, n_trials, deadline, dataset=dataset, clock=clock)
     else:
         shares = [None] * workers if n_trials is None else \
             [n_trials // workers + (1 if i < n_trials % workers else 0) for i in range(workers)]
@@ -240,29 +236,54 @@ def best_params(trial: optuna.trial.FrozenTrial) -> dict:
     return {**trial.user_attrs.get("fixed", {}), **trial.params}
 
 
+def default_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The study's finished trial of ``make train``'s untuned recipe (its first, enqueued by ``tune``)."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if "start" in trial.user_attrs:
+            return trial
+    return None
+
+
+def compare_with_default(study: optuna.Study) -> tuple[bool, str]:
+    """Whether the best trial beat the untuned recipe on the same split, and why (one phrase)."""
+    best, default = study.best_trial, default_trial(study)
+    if default is None:
+        return False, "the study has no finished trial of the untuned recipe to compare with"
+    if default.user_attrs.get("moved"):
+        return False, (f"the search space does not hold the untuned recipe ({', '.join(default.user_attrs['moved'])} "
+                       f"moved into it), so there is nothing to compare with")
+    if best.number == default.number:
+        return False, f"the untuned recipe is the best trial ({default.value:.4f})"
+    better = best.value > default.value
+    return better, (f"{MONITOR} {best.value:.4f} (trial {best.number}) vs {default.value:.4f} for the untuned recipe "
+                    f"(trial {default.number}) on the same split")
+
+
 def write_best_params(study: optuna.Study, slug: str, arch: str) -> Path | None:
-    """Write the best trial's parameters atomically; ``make train`` reads them by default."""
+    """Write the best trial's sampled parameters atomically, and whether they beat the untuned recipe.
+
+    Settings the study held fixed (``SPACE="epochs=2"``, ``SET=``) are the search's conditions, not findings, so
+    they are recorded but never handed on to ``make train``.
+    """
     try:
         best = study.best_trial
     except ValueError:
         return None
-    return write_json(best_params_path(slug, arch), {
+    beats, why = compare_with_default(study)
+    return write_tuned(slug, arch, {
         "study": study.study_name,
         "trial": best.number,
         MONITOR: best.value,
         "val_macro_f1": best.user_attrs.get("val_macro_f1"),
-        "params": best_params(best),
+        "params": dict(best.params),
+        "fixed": best.user_attrs.get("fixed", {}),
+        "beats_default": beats,
+        "why": why,
     })
 
 
 def load_best_params(slug: str, arch: str) -> dict | None:
-    """The tuned parameters for this competition and arch, if a study wrote them."""
-    import json
+    """The tuned-settings record for this competition and arch, if a study wrote one."""
+    from pipelines.config import read_tuned
 
-    path = best_params_path(slug, arch)
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise PipelineError(f"{path}: not valid JSON; delete it or rerun `make tune`") from None
+    return read_tuned(slug, arch)

@@ -19,11 +19,12 @@ from optuna.distributions import FloatDistribution as Float
 from optuna.distributions import IntDistribution as Int
 
 from competition.errors import PipelineError
-from pipelines.train import TrainConfig
+from pipelines.config import TrainConfig, field_types
 
 # Ordered: a parameter that others depend on (optimizer) comes first.
 COMMON: dict[str, BaseDistribution] = {
-    "optimizer": Choice(["adam", "adamw", "sgd", "rmsprop"]),
+    # adam with weight decay is adamw in Keras 3 (decoupled decay in every optimizer), so one of the two is searched
+    "optimizer": Choice(["adamw", "sgd", "rmsprop"]),
     "learning_rate": Float(1e-4, 3e-2, log=True),
     "momentum": Float(0.8, 0.99),
     "weight_decay": Float(1e-5, 1e-1, log=True),
@@ -42,7 +43,7 @@ ARCH_SPACES: dict[str, dict[str, BaseDistribution]] = {
 
 # A parameter is only sampled when the one it depends on has one of these values (what make_optimizer reads).
 CONDITIONS: dict[str, tuple[str, tuple]] = {
-    "momentum": ("optimizer", ("sgd",)),
+    "momentum": ("optimizer", ("sgd", "rmsprop")),
 }
 
 
@@ -113,11 +114,6 @@ def describe(dist: BaseDistribution) -> str:
     return f"{kind} {dist.low:g} .. {dist.high:g}" + (" (log)" if dist.log else "")
 
 
-def _field_types() -> dict[str, type]:
-    defaults = TrainConfig()
-    return {f.name: type(getattr(defaults, f.name)) for f in dataclasses.fields(TrainConfig)}
-
-
 def _default(name: str):
     return getattr(TrainConfig(), name, None)
 
@@ -169,7 +165,7 @@ def read_space_file(path: Path) -> dict:
 def build_space(arch: str, overrides: list[str] | dict | None = None, fixed: dict | None = None) -> SearchSpace:
     """The space for ``arch`` narrowed by ``overrides`` (``NAME=SPEC`` strings or file paths, or a dict) and with
     the settings in ``fixed`` (for example from ``--set``) taken out of the search."""
-    types = _field_types()
+    types = field_types()
     base = dict(ARCH_SPACES.get(arch, COMMON))
     entries: dict = {}
     if isinstance(overrides, dict):

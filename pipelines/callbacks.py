@@ -1,0 +1,149 @@
+"""Keras callbacks of a training run: the time budget, the atomic best checkpoint, the deadline of a search."""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from competition.fileio import atomic_path, write_json
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Save the model whenever ``monitor`` improves, atomically, so a kill never leaves a broken file.
+
+    Hand-written because ``keras.callbacks.ModelCheckpoint`` writes the file in place: a run killed while it saves
+    would leave a truncated ``model.keras`` that a resumed run, or ``make predict``, then fails to load.
+    """
+
+    def __init__(self, path: Path, monitor: str = "val_accuracy", best: float = -math.inf):
+        super().__init__()
+        self.path, self.monitor, self.best = Path(path), monitor, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and value > self.best:
+            self.best = value
+            with atomic_path(self.path) as tmp:
+                self.model.save(tmp)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Fit the number of epochs to a time budget from the measured speed of training, and keep it fitted.
+
+    It times steps ``warmup_steps`` .. ``warmup_steps + measure_steps`` of the first epoch, plans the epochs that
+    fit in the budget (at most ``max_epochs``) and sets the learning-rate schedule's length to match, so the
+    schedule completes rather than being cut off. At the end of every epoch it plans again from the recent epochs'
+    cost, shorter when epochs slowed down (a shared machine) and longer when they got faster. The plan is saved
+    in ``plan.json`` so a resumed run keeps it. ``clock`` (seconds) is injectable so tests need no real time.
+    """
+
+    def __init__(self, seconds: float, schedule, steps_per_epoch: int, max_epochs: int, plan_path: Path | None,
+                 progbar=None, warmup_steps: int = 3, measure_steps: int = 10, margin: float = 0.98,
+                 verbose: int = 1, clock: Callable[[], float] = time.perf_counter):
+        super().__init__()
+        self.seconds, self.schedule, self.steps_per_epoch = seconds, schedule, steps_per_epoch
+        self.max_epochs, self.plan_path, self.progbar = max_epochs, plan_path, progbar
+        self.warmup_steps = min(warmup_steps, max(steps_per_epoch - 2, 0))
+        self.measure_steps = max(1, min(measure_steps, steps_per_epoch - self.warmup_steps - 1))
+        self.margin, self.verbose, self.clock = margin, verbose, clock
+        self.planned = max_epochs
+        self.spent_before = 0.0  # budget used by the sessions of a resumed run
+        self.resumed = plan_path is not None and Path(plan_path).exists()
+        if self.resumed:
+            import json
+
+            saved = json.loads(Path(plan_path).read_text())
+            self.planned, self.spent_before = saved["epochs"], float(saved.get("spent_seconds", 0.0))
+        self.epoch_seconds: list[float] = []
+        self.why = ""
+
+    def apply(self, epochs: int, why: str) -> None:
+        """Set the plan (and the schedule's length); say so when it changes."""
+        epochs = int(min(max(epochs, 1), self.max_epochs))
+        changed = epochs != self.planned or not self.why
+        self.planned, self.why = epochs, why
+        if self.schedule is not None:
+            self.schedule.set_total_steps(self.planned * self.steps_per_epoch)
+        if self.progbar is not None:
+            self.progbar.epochs = self.planned
+        self.save()
+        if self.verbose and changed:
+            print(f"\ntime budget: {self.seconds / 60:.1f} min -> {self.planned} epochs ({why})", flush=True)
+
+    def save(self) -> None:
+        if self.plan_path is not None:
+            write_json(self.plan_path, {"epochs": self.planned, "budget_seconds": self.seconds, "why": self.why,
+                                        "spent_seconds": round(self.elapsed(), 2)})
+
+    def elapsed(self) -> float:
+        return self.spent_before + self.clock() - self.started
+
+    def left(self) -> float:
+        return self.seconds * self.margin - self.elapsed()
+
+    def on_train_begin(self, logs=None):
+        self.started = self.clock()
+        if self.resumed:
+            self.apply(self.planned, "resumed with the saved plan")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = self.clock()
+        self.first = not self.epoch_seconds and not self.resumed
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.first:
+            return
+        if batch == self.warmup_steps:
+            self.t0 = self.clock()
+        elif batch == self.warmup_steps + self.measure_steps and hasattr(self, "t0"):
+            step = (self.clock() - self.t0) / self.measure_steps
+            this_epoch = step * (self.steps_per_epoch - batch - 1)
+            per_epoch = step * self.steps_per_epoch * 1.1  # validation, re-measured at the end of the epoch
+            self.step_seconds = step
+            self.apply(1 + int(max(self.left() - this_epoch, 0) // per_epoch), f"{step * 1000:.0f} ms a step")
+
+    def on_test_begin(self, logs=None):
+        self.test_started = self.clock()
+
+    def on_test_end(self, logs=None):
+        self.test_seconds = self.clock() - self.test_started
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(self.clock() - self.epoch_started)
+        # the first epoch carries tracing: plan from its measured steps, and once later epochs exist, from them
+        recent = self.epoch_seconds[1:][-3:]
+        if recent:
+            per_epoch = float(np.mean(recent))
+        else:
+            per_epoch = self.epoch_seconds[0]
+            if hasattr(self, "step_seconds"):
+                per_epoch = min(per_epoch, self.step_seconds * self.steps_per_epoch + getattr(self, "test_seconds", 0))
+        fits = epoch + 1 + int(max(self.left(), 0) // max(per_epoch, 1e-9))
+        if fits != self.planned:
+            faster = fits > self.planned
+            self.apply(fits, f"{'re-planned up' if faster else 're-planned down'}: epochs take {per_epoch:.1f} s")
+        else:
+            self.save()
+        if epoch + 1 >= self.planned:
+            self.model.stop_training = True
+
+
+class Deadline(keras.callbacks.Callback):
+    """Stop at the end of an epoch once ``clock()`` has passed ``deadline`` by raising ``stop``'s exception.
+
+    A search uses it so ``MINUTES=`` ends within about an epoch rather than after the longest trial; ``clock`` is
+    injectable so tests need no real time.
+    """
+
+    def __init__(self, deadline: float | None, stop: Callable[[str], BaseException],
+                 clock: Callable[[], float] = time.time):
+        super().__init__()
+        self.deadline, self.stop, self.clock = deadline, stop, clock
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.deadline is not None and self.clock() >= self.deadline and epoch + 1 < self.params["epochs"]:
+            raise self.stop(f"the tuning budget ran out after epoch {epoch + 1}")

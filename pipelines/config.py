@@ -1,0 +1,242 @@
+"""Training settings: ``TrainConfig``, grouped by concern and validated in one place before any work starts.
+
+No TensorFlow here, so the command line, the search space and tests read the settings without loading it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from competition import settings
+from competition.errors import PipelineError
+
+ARCHS = ("cnn", "resnet10", "mobilenetv2")  # pipelines.models.MODELS builds these (a test checks they agree)
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("cosine", "onecycle", "constant")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+FLIPS = ("horizontal", "vertical", "horizontal_and_vertical", "none")
+NORMALIZATIONS = ("pixel", "channel")
+
+# Augmentation presets; a setting given on its own (e.g. rotation=15) wins over the preset's value.
+AUGMENT_PRESETS = {
+    "none": dict(flip="none", rotation=0.0, zoom=0.0, brightness=0.0, translation=0.0),
+    "standard": dict(flip="horizontal", rotation=0.0, zoom=0.0, brightness=0.0, translation=0.1),
+    "pets": dict(flip="horizontal", rotation=10.0, zoom=0.1, brightness=0.3, translation=0.0),
+}
+
+# Model options a builder may or may not take; None means "the builder's own default".
+MODEL_OPTIONS = ("batchnorm", "global_pool", "weights")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; saved as the run's ``config.json``.
+
+    The defaults are a general recipe, not fitted to one competition: batch norm and global pooling,
+    AdamW with decoupled weight decay, warmup then cosine decay, label smoothing, flips and small shifts,
+    mixed precision where the hardware has it, and a time budget (``minutes``) that sets the number of
+    epochs from the measured speed of the first steps so the schedule completes in time.
+    """
+
+    # what to train
+    competition: str = settings.DEFAULT_COMPETITION
+    arch: str = settings.DEFAULT_ARCH
+    # budget
+    epochs: int = 60  # the most epochs; the time budget may plan fewer
+    minutes: float = 18.0  # time budget for fitting; 0 = none, run all epochs
+    patience: int = 10
+    # optimizer and schedule
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    learning_rate: float = 2e-3  # the peak, reached after warmup
+    momentum: float = 0.9  # sgd and rmsprop
+    nesterov: bool = True
+    weight_decay: float = 0.05
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    # regularisation and model options (None: the builder's default)
+    label_smoothing: float = 0.1
+    dropout_rate: float = 0.3
+    batchnorm: bool | None = None  # cnn
+    global_pool: bool | None = None  # cnn
+    weights: str | None = None  # pretrained weights file (mobilenetv2)
+    # augmentation
+    augment: str = "standard"  # a preset of AUGMENT_PRESETS
+    augment_strength: float = 1.0  # scales rotation, zoom, brightness and translation
+    flip: str | None = None
+    rotation: float | None = None  # degrees
+    zoom: float | None = None  # fraction
+    brightness: float | None = None  # fraction of the value range, +-
+    translation: float | None = None  # fraction of the size
+    mixup: float = 0.0  # Beta(alpha, alpha); 0 = off
+    cutmix: float = 0.0  # Beta(alpha, alpha); 0 = off
+    # numerics and reproducibility
+    precision: str = "auto"
+    normalization: str = "pixel"
+    seed: int = settings.SEED
+    verbose: int = 1
+
+    def update(self, **changes) -> "TrainConfig":
+        """A copy with ``changes``; unknown names are an error that lists the known ones."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise PipelineError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return dataclasses.replace(self, **changes)
+
+    def augmentation(self) -> dict:
+        """The effective augmentation: the preset, overridden by settings given on their own, scaled."""
+        if self.augment not in AUGMENT_PRESETS:
+            raise PipelineError(f"unknown augment preset '{self.augment}'; choose one of {', '.join(AUGMENT_PRESETS)}")
+        out = dict(AUGMENT_PRESETS[self.augment])
+        for name in out:
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if out["flip"] not in FLIPS:
+            raise PipelineError(f"unknown flip '{out['flip']}'; choose one of {', '.join(FLIPS)}")
+        for name in ("rotation", "zoom", "brightness", "translation"):
+            out[name] = float(out[name]) * self.augment_strength
+        return {**out, "mixup": self.mixup, "cutmix": self.cutmix}
+
+    def model_options(self) -> dict:
+        """The model options that were set (not left to the builder's default), for ``build_model``."""
+        return {"dropout_rate": self.dropout_rate,
+                **{name: getattr(self, name) for name in MODEL_OPTIONS if getattr(self, name) not in (None, "")}}
+
+    def problems(self) -> list[str]:
+        """Every bad setting, each as ``name=value: what it must be``; empty when the config is sound."""
+        out = []
+
+        def need(ok: bool, name: str, rule: str) -> None:
+            if not ok:
+                out.append(f"{name}={getattr(self, name)!r} {rule}")
+
+        def one_of(name: str, choices) -> None:
+            if getattr(self, name) not in choices:
+                out.append(f"unknown {name} {getattr(self, name)!r} (choose one of {', '.join(choices)})")
+
+        one_of("arch", ARCHS)
+        one_of("optimizer", OPTIMIZERS)
+        one_of("schedule", SCHEDULES)
+        one_of("precision", PRECISIONS)
+        one_of("normalization", NORMALIZATIONS)
+        one_of("augment", tuple(AUGMENT_PRESETS))
+        if self.flip is not None:
+            one_of("flip", FLIPS)
+        need(self.epochs >= 1, "epochs", "must be at least 1")
+        need(self.batch_size >= 1, "batch_size", "must be at least 1")
+        need(self.minutes >= 0, "minutes", "must be 0 (no budget) or more")
+        need(self.patience >= 1, "patience", "must be at least 1")
+        need(self.learning_rate > 0, "learning_rate", "must be above 0")
+        need(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
+        need(self.weight_decay >= 0, "weight_decay", "must be 0 or more")
+        need(self.warmup_epochs >= 0, "warmup_epochs", "must be 0 or more")
+        need(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
+        need(0 <= self.dropout_rate < 1, "dropout_rate", "must be in [0, 1)")
+        need(self.augment_strength >= 0, "augment_strength", "must be 0 or more")
+        for name, (high, closed) in {"rotation": (180, True), "zoom": (1, False), "brightness": (1, True),
+                                     "translation": (1, False)}.items():
+            value = getattr(self, name)
+            if value is not None:
+                need(0 <= value <= high if closed else 0 <= value < high, name,
+                     f"must be in [0, {high}{']' if closed else ')'}")
+        need(self.mixup >= 0, "mixup", "must be 0 (off) or more")
+        need(self.cutmix >= 0, "cutmix", "must be 0 (off) or more")
+        need(self.verbose in (0, 1, 2), "verbose", "must be 0, 1 or 2")
+        if self.weights:
+            need(Path(self.weights).is_file(), "weights", "is not a file; give WEIGHTS=<path to the no-top .h5>")
+        return out
+
+    def validate(self) -> "TrainConfig":
+        """Raise one PipelineError listing every bad setting at once; return the config when sound."""
+        problems = self.problems()
+        if problems:
+            raise PipelineError("bad training setting(s): " + "; ".join(problems) + "; nothing was trained")
+        return self
+
+
+def field_types() -> dict[str, type]:
+    """The Python type of each setting (``bool | None`` -> bool), for parsing ``NAME=VALUE`` text."""
+    kinds = {"int": int, "float": float, "bool": bool, "str": str}
+    out = {}
+    for f in dataclasses.fields(TrainConfig):
+        base = str(f.type).split("|")[0].strip()
+        out[f.name] = kinds.get(base, str)
+    return out
+
+
+def parse_bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def parse_settings(pairs: list[str] | None) -> dict:
+    """``["epochs=3", "optimizer=sgd"]`` -> ``{"epochs": 3, "optimizer": "sgd"}``, typed by TrainConfig;
+    an empty value clears an optional setting."""
+    types = field_types()
+    optional = {f.name for f in dataclasses.fields(TrainConfig) if "None" in str(f.type)}
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or key not in types:
+            raise PipelineError(f"bad setting '{pair}': use NAME=VALUE with NAME one of {', '.join(sorted(types))}")
+        kind = types[key]
+        if key in optional and value == "":
+            out[key] = None
+            continue
+        try:
+            out[key] = parse_bool(value) if kind is bool else kind(value)
+        except ValueError:
+            raise PipelineError(f"bad setting '{pair}': {key} needs a {kind.__name__}") from None
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ tuned settings
+TUNED_MODES = ("auto", "1", "0")  # TUNED=: use when they beat the default (auto), always (1), never (0)
+
+
+def read_tuned(slug: str, arch: str) -> dict | None:
+    """The tuned-settings file a study wrote for this competition and arch (``tuning/best-<slug>-<arch>.json``)."""
+    import json
+
+    path = settings.best_params_path(slug, arch)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise PipelineError(f"{path}: not valid JSON; delete it or rerun `make tune`") from None
+
+
+def write_tuned(slug: str, arch: str, record: dict) -> Path:
+    """Write the tuned-settings file atomically (the tuning package calls this; ``make train`` reads it)."""
+    from competition.fileio import write_json
+
+    return write_json(settings.best_params_path(slug, arch), record)
+
+
+def tuned_settings(slug: str, arch: str, mode: str = "auto") -> tuple[dict, str]:
+    """The tuned settings ``make train`` should use, and one line saying what it did and why.
+
+    ``auto`` uses them only when the study found that they beat the untuned recipe on the same split
+    (``beats_default``); ``1`` uses them whenever they exist; ``0`` never.
+    """
+    if mode not in TUNED_MODES:
+        raise PipelineError(f"TUNED={mode!r}: use 1 (always use tuned settings), 0 (never) or leave it unset")
+    record = None if mode == "0" else read_tuned(slug, arch)
+    if not record:
+        return {}, ""
+    path = settings.best_params_path(slug, arch)
+    params = record.get("params", {})
+    if mode == "1":
+        return params, f"train: using tuned parameters from {path} (TUNED=1): {params}"
+    if record.get("beats_default"):
+        return params, (f"train: using tuned parameters from {path} (they beat the default recipe: "
+                        f"{record.get('why', '')}): {params}")
+    return {}, (f"train: not using the tuned parameters in {path}: {record.get('why') or 'they did not beat the default'}"
+                f"; TUNED=1 uses them anyway")
