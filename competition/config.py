@@ -46,6 +46,7 @@ class Competition:
     metric: str = "accuracy"
     splits: dict[str, Split] = field(default_factory=dict)
     sample_submission: str | None = "sample_submission.csv"
+    submission_header: list[str] | None = None  # id, label columns when there is no sample submission
     source: str = "kaggle"
     test_labels: str | None = None
     validation_fraction: float = settings.VALIDATION_FRACTION

@@ -132,8 +132,9 @@ def cmd_predict(args) -> Path:
     import json
 
     from competition.config import load_competition
-    from pipelines.predict import predict, save_probabilities
-    from submissions.writer import submission_path, write_submission
+    from pipelines.predict import check_runs, predict, save_probabilities
+    from submissions.format import expected_format, parse_header
+    from submissions.writer import prediction_name, submission_path, write_submission
 
     runs = resolve_runs(args)
     image, tta = getattr(args, "image", None), getattr(args, "tta", False)
@@ -144,32 +145,42 @@ def cmd_predict(args) -> Path:
         for rank, (label, p) in enumerate(top_classes(runs, Path(image), k=5, tta=tta), start=1):
             print(f"  {rank}. {label}  {p:.4f}")
         return None
+    header = parse_header(getattr(args, "submission_header", None), "--submission-header")
+    competition = load_competition(check_runs(runs)[0]["competition"])
+    if header:
+        competition = competition.replace(submission_header=header)
+    expected_format(competition)  # a header at odds with the sample, or no test split, fails before the models run
     prediction = predict(runs, tta=tta)
-    competition = load_competition(prediction.competition)
-    name = runs[0].name if len(runs) == 1 else f"ensemble-{len(runs)}-{runs[0].name}"
     metrics = [json.loads((r / "metrics.json").read_text()) for r in runs if (r / "metrics.json").exists()]
     val = sum(m["val_accuracy"] for m in metrics) / len(metrics) if metrics else None
-    path = write_submission(competition, prediction.ids, prediction.labels, submission_path(name, val),
+    path = write_submission(competition, prediction.ids, prediction.labels,
+                            submission_path(prediction_name(runs, tta), val),
                             details={"runs": [str(r) for r in runs], "val_accuracy": val, "tta": tta})
-    probabilities = save_probabilities(prediction, path.with_suffix(".npy"))
+    probabilities = save_probabilities(prediction, path.with_suffix(".npz"))
     print(f"predict: {len(prediction.ids)} rows -> {path} (probabilities: {probabilities.name})")
     return path
 
 
 def submission_competition(path: Path, default: str):
-    """The competition a submission file belongs to: its sidecar's, else ``default``."""
+    """The competition a submission file belongs to: its sidecar's, else ``default``; without a sample submission,
+    with the header the file was written with (``--submission-header``)."""
     import json
 
     from competition.config import load_competition
+    from submissions.format import sample_path, sidecar_path
 
-    sidecar = path.with_suffix(".json")
-    slug = default
+    sidecar = sidecar_path(path)
+    info = {}
     if sidecar.exists():
         try:
-            slug = json.loads(sidecar.read_text()).get("competition", default)
+            info = json.loads(sidecar.read_text())
         except json.JSONDecodeError:
             pass
-    return load_competition(slug)
+    competition = load_competition(info.get("competition", default) if isinstance(info, dict) else default)
+    header = info.get("submission_header") if isinstance(info, dict) else None
+    if header and sample_path(competition) is None:
+        competition = competition.replace(submission_header=header)
+    return competition
 
 
 def cmd_check_submission(args):
@@ -187,16 +198,17 @@ def cmd_submit(args) -> None:
     import json
 
     from submissions import upload
+    from submissions.format import sidecar_path
     from submissions.writer import newest_submission
 
     path = Path(args.file) if args.file else newest_submission(args.competition)
     competition = submission_competition(path, args.competition)
     cmd_check_submission(argparse.Namespace(file=str(path), competition=competition.slug))
     scores = {}
-    if path.with_suffix(".json").exists():
-        scores = json.loads(path.with_suffix(".json").read_text()).get("scores") or {}
+    if sidecar_path(path).exists():
+        scores = json.loads(sidecar_path(path).read_text()).get("scores") or {}
     val = scores.get("val_accuracy")
-    message = args.message or f"{path.stem}" + (f" val_accuracy={val:.4f}" if val is not None else "")
+    message = args.message or f"{sidecar_path(path).stem}" + (f" val_accuracy={val:.4f}" if val is not None else "")
     print(f"submit: uploading {path} to {competition.slug} ({message})")
     done = upload.submit(path, message, competition.slug)
     upload.record_upload(path, competition.slug, message, done)
@@ -283,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", nargs="*", help="run folders (default: the newest); several are averaged")
     p.add_argument("--tta", action="store_true", help="also predict the flipped images and average")
     p.add_argument("--image", default=None, help="one image: print its top 5 classes instead")
+    p.add_argument("--submission-header", default=None, help="id,label columns when there is no sample submission")
     s = stage("submit", cmd_submit, "check a submission, upload it with the kaggle client, list recent ones")
     s.add_argument("--file", default=None, help="CSV to upload (default: the newest for the competition)")
     s.add_argument("--message", default=None)

@@ -80,8 +80,12 @@ def top_classes(runs: list[Path], image: Path, k: int = 5, tta: bool = False) ->
 
 
 def save_probabilities(prediction: Prediction, path: Path) -> Path:
-    """Store the probabilities (N, num_classes) as float32 ``.npy``, rows in ``prediction.ids`` order."""
+    """Store ``ids`` (text), ``probabilities`` (N, num_classes) float32 in ``ids`` order and ``classes`` (the label
+    of each column, as text) in one ``.npz``, atomically; no pickled objects, so ``allow_pickle=False`` loads it."""
+    arrays = {"ids": np.asarray([str(i) for i in prediction.ids], dtype=str),
+              "probabilities": prediction.probabilities.astype(np.float32),
+              "classes": np.asarray([str(c) for c in prediction.classes], dtype=str)}
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, prediction.probabilities.astype(np.float32), allow_pickle=False)
+        with open(tmp, "wb") as handle:  # a handle: np.savez adds ".npz" to a name without it
+            np.savez(handle, **arrays)
     return path

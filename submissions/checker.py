@@ -8,7 +8,7 @@ from pathlib import Path
 from competition import settings
 from competition.config import Competition
 from competition.errors import PipelineError
-from submissions.writer import _read_rows, allowed_labels, expected_format
+from submissions.format import allowed_labels, expected_format, read_rows, sample_path, sidecar_path
 
 
 @dataclass
@@ -30,6 +30,7 @@ def check_submission(competition: Competition, path: Path, classes: list | None 
                      name: Path | None = None) -> CheckReport:
     """Refuse (PipelineError naming the row) a wrong header, missing/extra/duplicated ids, unknown labels, no rows.
 
+    ``path`` may be a CSV, a ``.csv.gz`` or a ``.zip`` holding one CSV (Kaggle takes all three).
     ``classes`` (a run's label values) is used for the label set when the competition's CSVs have no labels (folder
     layouts); by default they are read from the file's sidecar JSON or the competition's newest run. ``name`` is the
     path to show in messages (the writer checks a temporary file).
@@ -41,11 +42,12 @@ def check_submission(competition: Competition, path: Path, classes: list | None 
     if path.stat().st_size == 0:
         raise PipelineError(f"{shown}: empty file (0 bytes); write it again with `make predict`")
     fmt = expected_format(competition)
-    header, rows = _read_rows(path)
+    header, rows = read_rows(path)
     header_text = ",".join(header)
     if header != fmt.header:
-        raise PipelineError(f"{shown}: row 1: header is '{header_text}', expected '{','.join(fmt.header)}' "
-                            f"(as in {fmt.source.name})")
+        origin = (f"as in {fmt.source.name}" if fmt.source == sample_path(competition)
+                  else "no sample submission; submission_header in the config sets another")
+        raise PipelineError(f"{shown}: row 1: header is '{header_text}', expected '{','.join(fmt.header)}' ({origin})")
     rows = [(line, row) for line, row in rows if row]  # csv gives [] for a blank line; Kaggle ignores those
     if not rows:
         raise PipelineError(f"{shown}: no rows after the header; {fmt.source.name} lists {len(fmt.ids)} ids")
@@ -91,7 +93,7 @@ def _examples(labels: set[str], count: int = 5) -> str:
 def _known_classes(competition: Competition, path: Path) -> list | None:
     """A run's classes for this file: from its sidecar's runs, else the competition's newest run."""
     candidates = []
-    sidecar = path.with_suffix(".json")
+    sidecar = sidecar_path(path)
     if sidecar.exists():
         try:
             candidates += [Path(r) for r in json.loads(sidecar.read_text()).get("runs", [])]

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from competition.download import explain_kaggle_error, kaggle_api, redact
 from competition.errors import PipelineError
+from competition.fileio import write_json
+from submissions.format import sidecar_path
 
 # kaggle 2.x does not raise on a failed upload: competition_submit returns a response with this message
 UPLOAD_FAILED = "Could not submit to competition"
@@ -87,19 +91,15 @@ def format_submissions(rows: list[dict]) -> list[str]:
     return lines
 
 
-
 def record_upload(path: Path, slug: str, message: str, submitted: Submitted) -> None:
-    """Note an accepted upload in the file's sidecar JSON (the CSV itself is never touched)."""
-    import json
-    import time
-
-    from competition.fileio import write_json
-
-    sidecar = Path(path).with_suffix(".json")
+    """Note an accepted upload in the file's sidecar JSON (the submission itself is never touched); a ``.csv.gz``
+    or ``.zip`` shares the sidecar of the CSV it was made from, so that CSV counts as uploaded too."""
+    sidecar = sidecar_path(path)
     try:
         info = json.loads(sidecar.read_text()) if sidecar.exists() else {"competition": slug, "file": Path(path).name}
     except json.JSONDecodeError:
         return
     info.setdefault("uploads", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "competition": slug,
-                                           "message": message, "kaggle": submitted.message, "ref": submitted.ref})
+                                           "file": Path(path).name, "message": message, "kaggle": submitted.message,
+                                           "ref": submitted.ref})
     write_json(sidecar, info)

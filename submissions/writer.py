@@ -1,103 +1,30 @@
-"""Write a submission CSV in exactly the competition's format: the sample submission's header, ids and order."""
+"""Write a submission CSV in exactly the competition's format (``submissions.format``), named after what made it."""
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from competition import settings
 from competition.config import Competition
-from competition.errors import PipelineError, first_line
+from competition.errors import PipelineError
 from competition.fileio import atomic_path, write_json, write_text
+from submissions.checker import check_submission
+from submissions.format import SubmissionFormat, expected_format, sample_path, sidecar_path
 
 
-@dataclass(frozen=True)
-class SubmissionFormat:
-    """What Kaggle expects: the header, the id column, and the ids in order, read from ``source``."""
-
-    header: list[str]
-    id_column: str
-    label_column: str
-    ids: list[str]
-    source: Path
-
-
-def expected_format(competition: Competition) -> SubmissionFormat:
-    """The sample submission's header and ids (in its order), else ``test.csv``'s ids with ``Image,Class``."""
-    sample = competition.raw_dir / competition.sample_submission if competition.sample_submission else None
-    if sample is not None and sample.exists():
-        header, rows = _read_rows(sample)
-        if len(header) != 2:
-            raise PipelineError(
-                f"{sample}: {len(header)} columns ({','.join(header)}); only id,label submissions are supported")
-        id_index = _id_index(header, competition)
-        ids = [row[id_index] for _, row in rows if row]
-        return SubmissionFormat(header, header[id_index], header[1 - id_index], ids, sample)
-    source = competition.split_csv("test")
-    if not source.exists():
-        raise PipelineError(f"{source}: missing; run `make data COMPETITION={competition.slug}` first")
-    header, rows = _read_rows(source)
-    if competition.image_column not in header:
-        raise PipelineError(f"{source}: no column {competition.image_column}; set image_column in the config")
-    index = header.index(competition.image_column)
-    ids = [row[index] for _, row in rows if row]
-    return SubmissionFormat([competition.image_column, competition.label_column], competition.image_column,
-                            competition.label_column, ids, source)
-
-
-ID_NAMES = ("id", "image_id", "imageid", "image", "img", "filename", "file_name", "file", "name")
-
-
-def _id_index(header: list[str], competition: Competition) -> int:
-    """Which of the sample's two columns holds the ids: the config's image column, else the one that is not the
-    label column, else one named like an id, else the first."""
-    if competition.image_column in header:
-        return header.index(competition.image_column)
-    if competition.label_column in header:
-        return 1 - header.index(competition.label_column)
-    named = [i for i, column in enumerate(header) if column.strip().lower() in ID_NAMES]
-    return named[0] if named else 0
-
-
-def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and ``(line number, fields)`` rows of a CSV, as raw text (no type guessing: ids stay '007')."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            rows = [(reader.line_num, row) for row in reader]
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise PipelineError(f"{path}: cannot be read as UTF-8 CSV ({first_line(err)})") from None
-    if header is None:
-        raise PipelineError(f"{path}: empty file")
-    return header, rows
-
-
-def allowed_labels(competition: Competition, classes: list | None = None) -> set[str] | None:
-    """The competition's label values as text: train (and val) CSV labels, else ``classes`` (folder layouts).
-
-    None when neither is known, so the labels cannot be checked.
-    """
-    found: set[str] = set()
-    for split in ("train", "val"):
-        if not competition.has_split(split):
-            continue
-        header, rows = _read_rows(competition.split_csv(split))
-        if competition.label_column in header:
-            index = header.index(competition.label_column)
-            found.update(row[index] for _, row in rows if len(row) > index and row[index] != "")
-    if found:
-        return found
-    return {_as_text(c) for c in classes} if classes else None
-
-
-def _as_text(label) -> str:
-    """A label as pandas writes it into the CSV (1 -> '1', 'cat' -> 'cat')."""
-    return pd.Series([label]).to_csv(index=False, header=False).strip().strip('"')
+def prediction_name(runs: list, tta: bool = False) -> str:
+    """What made a prediction: the run's name, or ``ensemble-<n>-<first run>-<hash of the sorted run names>`` (one
+    name per member set), then ``-tta`` with flip TTA."""
+    names = [Path(run).name for run in runs]
+    name = names[0]
+    if len(names) > 1:
+        digest = hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:6]
+        name = f"ensemble-{len(names)}-{names[0]}-{digest}"
+    return f"{name}-tta" if tta else name
 
 
 def submission_name(run_name: str, val_score: float | None = None) -> str:
@@ -112,25 +39,44 @@ def submission_path(run_name: str, val_score: float | None = None) -> Path:
 
 def write_submission(competition: Competition, ids: list[str], labels: list, path: Path,
                      details: dict | None = None) -> Path:
-    """Write one row per expected id in the sample's header and order, atomically, checked, with a JSON sidecar.
+    """Write one row per expected id in the expected header and order, atomically, checked, with a JSON sidecar;
+    return the path written: ``path``, or ``<stem>-2.csv`` (``-3``, ...) when ``path`` was uploaded already.
 
     ``labels`` are the competition's own label values (a run's ``classes``), in the order of ``ids``. ``details``
     go into the sidecar; when it names ``runs``, their model, settings and scores are recorded too.
     """
-    from submissions.checker import check_submission
-
     fmt = expected_format(competition)
     predicted = _match_ids(fmt, [str(i) for i in ids], list(labels))
     classes = _run_classes(details)
     frame = pd.DataFrame({fmt.id_column: fmt.ids, fmt.label_column: [predicted[i] for i in fmt.ids]})
     frame = frame[fmt.header]
-    path = Path(path)
+    path = unuploaded_path(Path(path))
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
         report = check_submission(competition, tmp, classes=classes, name=path)  # never leave a file Kaggle refuses
-    write_json(path.with_suffix(".json"), sidecar(competition, path, details, report))
+    if fmt.source != sample_path(competition):  # check-submission reads it back: nothing else knows this header
+        details = {**(details or {}), "submission_header": fmt.header}
+    write_json(sidecar_path(path), sidecar(competition, path, details, report))
     write_text(latest_submission_file(competition.slug), f"{path}\n")
     return path
+
+
+def unuploaded_path(path: Path) -> Path:
+    """``path``, else the first of ``<stem>-2<suffix>``, ``-3``, ... not recorded as uploaded: a file Kaggle scored
+    is never overwritten (an unreadable sidecar counts as uploaded)."""
+    candidate, number = path, 1
+    while candidate.exists() and _uploaded(candidate):
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
+
+
+def _uploaded(path: Path) -> bool:
+    side = sidecar_path(path)
+    try:
+        return bool(json.loads(side.read_text()).get("uploads")) if side.exists() else False
+    except (json.JSONDecodeError, AttributeError, OSError):
+        return True
 
 
 def _match_ids(fmt: SubmissionFormat, ids: list[str], labels: list) -> dict:

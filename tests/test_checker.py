@@ -1,11 +1,16 @@
+import gzip
 import subprocess
+import zipfile
 
 import pandas as pd
 import pytest
 
 from competition.config import load_competition
 from competition.errors import PipelineError
+from pipelines.data import list_split
 from submissions.checker import check_submission
+from submissions.writer import submission_path, write_submission
+from tests.conftest import write_class_folders
 from tests.kaggle_server import client_env, make_command
 
 
@@ -72,3 +77,79 @@ def test_make_check_submission_prints_one_line_and_exits_nonzero(tiny, good, hom
     ok = subprocess.run(make_command("check-submission", "COMPETITION=tiny", f"FILE={good}"),
                         capture_output=True, text=True, cwd=home, env=client_env(home))
     assert ok.returncode == 0 and f"check: {good}: OK, 12 rows" in ok.stdout
+
+
+# --- compressed submissions (Kaggle takes .csv.gz and a .zip of one CSV) -------------------------------------------
+
+def gzipped(path):
+    out = path.with_name(path.name + ".gz")
+    out.write_bytes(gzip.compress(path.read_bytes()))
+    return out
+
+
+def zipped(path, *extra):
+    out = path.with_name(path.stem + ".zip")
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in (path.name, *extra):
+            archive.writestr(name, path.read_bytes())
+    return out
+
+
+@pytest.mark.parametrize("pack", [gzipped, zipped])
+def test_a_compressed_submission_is_checked_like_its_csv(tiny, good, pack):
+    report = check_submission(load_competition(tiny), pack(good))
+    assert report.rows == 12 and report.labels_checked
+    duplicated = broken(good, "dup.csv", "\n".join(lines(good) + [lines(good)[1]]) + "\n")
+    with pytest.raises(PipelineError, match=r"row 14: id '.*' appears twice"):
+        check_submission(load_competition(tiny), pack(duplicated))
+
+
+@pytest.mark.parametrize("name, make, pattern", [
+    ("two.zip", lambda good: zipped(good, "other.csv"), r"holds 2 files; a zipped submission holds exactly one CSV"),
+    ("bad.csv.gz", lambda good: broken(good, "bad.csv.gz", "Image,Class\n"),
+     r"cannot be read as gzip-compressed UTF-8 CSV \(BadGzipFile: "),
+    ("bad.zip", lambda good: broken(good, "bad.zip", "Image,Class\n"),
+     r"cannot be read as zip of one UTF-8 CSV \(BadZipFile: "),
+])
+def test_a_broken_archive_is_one_line(tiny, good, name, make, pattern):
+    path = make(good)
+    with pytest.raises(PipelineError, match=pattern) as err:
+        check_submission(load_competition(tiny), path)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+# --- class folders and sample submissions of detected competitions -------------------------------------------------
+
+def test_a_header_other_than_the_detected_competitions_sample_is_refused(home):
+    raw = write_class_folders(home)
+    comp = load_competition("folders")
+    ids = list_split(comp, "test", labelled=False).ids
+    pd.DataFrame({"ID": ids, "Prediction": "cat"}).to_csv(raw / "sample_submission.csv", index=False)
+    comp = comp.replace(sample_submission="sample_submission.csv")
+    ours = home / "ours.csv"
+    pd.DataFrame({"id": ids, "label": "cat"}).to_csv(ours, index=False)
+    with pytest.raises(PipelineError, match=r"row 1: header is 'id,label', expected 'ID,Prediction' "
+                                            r"\(as in sample_submission.csv\)$"):
+        check_submission(comp, ours)
+    pd.DataFrame({"ID": ids, "Prediction": "cat"}).to_csv(ours, index=False)
+    assert check_submission(comp, ours).labels_checked  # labels: the train class folders
+    pd.DataFrame({"ID": ids, "Prediction": "owl"}).to_csv(ours, index=False)
+    with pytest.raises(PipelineError, match=r"row 2: label 'owl' is not one of the competition's 3 labels "
+                                            r"\(e.g. 'cat', 'dog', 'emu'\)$"):
+        check_submission(comp, ours)
+
+
+def test_check_submission_reads_the_header_a_file_was_written_with(home, capsys):
+    from pipelines.cli import main
+
+    write_class_folders(home)
+    comp = load_competition("folders")
+    ids = list_split(comp, "test", labelled=False).ids
+    path = write_submission(comp.replace(submission_header=["file", "breed"]), ids, ["dog"] * len(ids),
+                            submission_path("breeds"))
+    assert main(["check-submission", "--competition", "folders", "--file", str(path)]) == 0
+    assert f"check: {path}: OK, 6 rows" in capsys.readouterr().out
+    plain = home / "plain.csv"
+    plain.write_text(path.read_text())  # the same rows without the sidecar: the default header is expected
+    assert main(["check-submission", "--competition", "folders", "--file", str(plain)]) == 2
+    assert "header is 'file,breed', expected 'id,label' (no sample submission" in capsys.readouterr().err

@@ -44,7 +44,7 @@ def test_predict_writes_probabilities_and_prints_the_top_classes_of_an_image(tin
     train(TrainConfig(competition=tiny, epochs=1, batch_size=8, minutes=0, verbose=0))
     assert main(["predict", "--competition", tiny, "--tta"]) == 0
     csv = next((home / "submissions").glob("cnn-*.csv"))
-    assert np.load(csv.with_suffix(".npy")).shape == (12, 3)
+    assert np.load(csv.with_suffix(".npz"))["probabilities"].shape == (12, 3)
     image = next((home / "data/raw/tiny/test_images").iterdir())
     assert main(["predict", "--competition", tiny, "--image", str(image)]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()[:2] in ("1.", "2.", "3.")]

@@ -38,3 +38,14 @@ def test_make_submissions_prints_the_list(tiny, home):
 
 def test_no_submissions_says_what_to_do(home):
     assert "run `make predict` first" in format_listing(list_submissions())[0]
+
+
+def test_an_uploaded_file_and_the_one_written_after_it_are_both_listed(tiny, home):
+    from submissions.upload import Submitted, record_upload
+
+    first = write(tiny, home, "cnn-20261101-000000", 0.61, 1_700_000_000)
+    record_upload(first, tiny, "try", Submitted(message="Successfully submitted", ref=1))
+    again = write(tiny, home, "cnn-20261101-000000", 0.61, 1_700_100_000)
+    assert again.name == "cnn-20261101-000000-val0.610-2.csv"
+    rows = list_submissions("tiny")
+    assert [(r["path"], r["uploads"]) for r in rows] == [(again, 0), (first, 1)]

@@ -1,4 +1,5 @@
 """The real kaggle client against the local fake Kaggle server (tests/kaggle_server.py): loopback only."""
+import gzip
 import io
 import json
 import os
@@ -129,6 +130,21 @@ def test_a_broken_file_is_refused_before_any_upload(server, submission, home):
     line = one_error_line(run(["submit", f"FILE={bad}", "COMPETITION=tiny"], home, client_env(home, server)))
     assert line == f"error: {bad}: row 2: id 'nope.png' is not in the test set (sample_submission.csv)"
     assert server.calls == []
+
+
+def test_a_gzipped_submission_is_checked_and_uploaded_as_given(tiny, submission, home):
+    packed = submission.with_name(submission.name + ".gz")
+    packed.write_bytes(gzip.compress(submission.read_bytes()))
+    with FakeKaggle(lifetime=120) as fake:
+        fake.add_competition("tiny", b"", title="Tiny Test")  # no answers: the fake does not unpack uploads to score
+        result = run(["submit", f"FILE={packed}", "COMPETITION=tiny"], home, client_env(home, fake))
+    assert result.returncode == 0, result.stderr
+    assert f"check: {packed}: OK, 12 rows" in result.stdout
+    received = fake.submissions["tiny"][0]
+    assert received["data"] == packed.read_bytes() and received["fileName"] == packed.name
+    assert received["description"] == f"{submission.stem} val_accuracy=0.7500"
+    uploads = json.loads(submission.with_suffix(".json").read_text())["uploads"]  # the CSV's sidecar: same rows
+    assert [u["file"] for u in uploads] == [packed.name] and not packed.with_suffix(".json").exists()
 
 
 def test_refused_upload_without_the_server_is_an_error_although_the_client_does_not_raise(home, monkeypatch):
