@@ -89,13 +89,13 @@ bench-tune: $(INSTALLED) ## trials/hour and best score with and without pruning 
 $(LATEST_SUB): $(LATEST_RUN)
 	$(KIP) predict $(PREDICT_ARGS)
 
-predict: $(LATEST_RUN) ## test probabilities (.npy) + submission with the newest run (RUNS="a b", TTA=1); IMAGE=x.png: top 5
+predict: $(LATEST_RUN) ## test probabilities (.npz with ids) + submission with the newest run (RUNS="a b", TTA=1); IMAGE=x.png: top 5
 	$(KIP) predict $(PREDICT_ARGS)
 
 # FILE= uploads that file; RUNS="a b" predicts with those runs first; otherwise the newest submission (made if missing).
 submit: $(if $(or $(FILE),$(RUNS)),$(INSTALLED),$(LATEST_SUB)) ## check, then upload the newest submission (or FILE=, RUNS=, MESSAGE=) and list recent scores
 	$(if $(RUNS),$(if $(FILE),$(error give FILE= or RUNS=, not both)))
-	$(if $(RUNS),$(KIP) predict --competition $(COMPETITION) --runs $(RUNS))
+	$(if $(RUNS),$(KIP) predict --competition $(COMPETITION) --runs $(RUNS) $(if $(SUBMISSION_HEADER),--submission-header '$(SUBMISSION_HEADER)'))
 	$(KIP) submit --competition $(COMPETITION) $(if $(FILE),--file '$(FILE)') $(if $(MESSAGE),--message '$(MESSAGE)')
 
 check-submission: $(INSTALLED) ## refuse a submission CSV (FILE=, default the newest) with a wrong header, ids or labels
@@ -119,4 +119,4 @@ clean-tuning: ## remove the tuning studies and the tuned parameters they recomme
 	rm -f tuning/*.db tuning/*.db-wal tuning/*.db-shm tuning/*.journal tuning/best-*.json
 
 clean: ## remove generated data, runs, reports and submissions (keeps .venv, tuning studies and tuned parameters)
-	rm -rf data runs reports submissions/*.csv submissions/*.json submissions/*.txt submissions/*.npy
+	rm -rf data runs reports submissions/*.csv submissions/*.json submissions/*.txt submissions/*.npz
