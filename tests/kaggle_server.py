@@ -47,7 +47,7 @@ class FakeKaggle:
     """The server's state: known competitions, received uploads, submissions, and the failure mode."""
 
     def __init__(self, username: str = "tester", key: str = "not-a-real-key-0123456789", token: str | None = None,
-                 port: int = 0, lifetime: float = 120.0, max_requests: int = 500, log=None):
+                 port: int = 0, lifetime: float = 900.0, max_requests: int = 500, log=None):
         self.username, self.key, self.token = username, key, token
         self.archives: dict[str, bytes] = {}
         self.answers: dict[str, dict[str, str]] = {}

@@ -23,7 +23,7 @@ from tests.kaggle_server import FakeKaggle, client_env, make_command, zip_folder
 def server(tiny, home):
     """A running fake Kaggle that knows the tiny competition and scores uploads against its test labels."""
     answers = pd.read_csv(home / "data/raw/tiny/test_labels.csv", dtype=str)
-    with FakeKaggle(lifetime=120) as fake:
+    with FakeKaggle(lifetime=900) as fake:
         fake.add_competition("tiny", b"", dict(zip(answers.Image, answers.Class)), title="Tiny Test")
         yield fake
 
@@ -38,7 +38,8 @@ def submission(tiny, home):
 
 def run(args, home, env, make=True):
     command = make_command(*args) if make else [sys.executable, "-m", "pipelines.cli", *args]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=home, env=env, timeout=120)
+    # the timeout is a safety net for a hung process on a loaded machine, not a speed check
+    result = subprocess.run(command, capture_output=True, text=True, cwd=home, env=env, timeout=900)
     return result
 
 
@@ -135,7 +136,7 @@ def test_a_broken_file_is_refused_before_any_upload(server, submission, home):
 def test_a_gzipped_submission_is_checked_and_uploaded_as_given(tiny, submission, home):
     packed = submission.with_name(submission.name + ".gz")
     packed.write_bytes(gzip.compress(submission.read_bytes()))
-    with FakeKaggle(lifetime=120) as fake:
+    with FakeKaggle(lifetime=900) as fake:
         fake.add_competition("tiny", b"", title="Tiny Test")  # no answers: the fake does not unpack uploads to score
         result = run(["submit", f"FILE={packed}", "COMPETITION=tiny"], home, client_env(home, fake))
     assert result.returncode == 0, result.stderr
@@ -174,7 +175,7 @@ def fetched_config(home, slug="fetched"):
 def test_make_data_downloads_and_unzips_the_archive(tiny, home):
     source = write_competition(home / "elsewhere", slug="packed")
     archive = zip_folder(source)
-    with FakeKaggle(lifetime=60) as fake:
+    with FakeKaggle(lifetime=900) as fake:
         fake.add_competition("fetched", archive)
         result = run(["data", f"COMPETITION={fetched_config(home)}"], home, client_env(home, fake))
     assert result.returncode == 0, result.stderr
@@ -192,7 +193,7 @@ def test_an_archive_with_an_escaping_member_is_refused(tiny, home):
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("train.csv", "Image,Class\n")
         zf.writestr("../escaped.txt", "outside")
-    with FakeKaggle(lifetime=60) as fake:
+    with FakeKaggle(lifetime=900) as fake:
         fake.add_competition("fetched", buffer.getvalue())
         result = run(["data", "--competition", str(fetched_config(home))], home, client_env(home, fake), make=False)
     line = one_error_line(result)
@@ -201,7 +202,7 @@ def test_an_archive_with_an_escaping_member_is_refused(tiny, home):
 
 
 def test_download_before_the_rules_are_accepted_says_so(tiny, home):
-    with FakeKaggle(lifetime=60) as fake:
+    with FakeKaggle(lifetime=900) as fake:
         fake.add_competition("fetched", b"")
         fake.fail = "rules"
         result = run(["data", "--competition", str(fetched_config(home))], home, client_env(home, fake), make=False)
