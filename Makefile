@@ -39,7 +39,7 @@ FIT_ARGS     = $(TRAIN_ARGS) $(if $(MINUTES),--set minutes=$(MINUTES)) $(if $(TU
 PREDICT_ARGS = --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(TTA),--tta) $(if $(IMAGE),--image '$(IMAGE)') \
 	$(if $(SUBMISSION_HEADER),--submission-header '$(SUBMISSION_HEADER)')
 
-.PHONY: help venv demo data report train tune tune-report predict submit check-submission submissions test test-fast \
+.PHONY: help venv demo data report train tune tune-report predict submit check-submission submissions lint format test test-fast \
 	clean clean-tuning bench bench-load bench-train bench-tune
 
 help: ## list every target with a one-line description
@@ -108,6 +108,12 @@ bench: bench-load bench-train bench-tune ## every benchmark: loading, training t
 
 bench-train: $(INSTALLED) ## images/s of our training step vs plain Keras float32 model.fit, same ARCH, side by side
 	$(BIN)/python -m pipelines.bench_train --arch $(ARCH) $(if $(filter-out digits-demo,$(COMPETITION)),--competition $(COMPETITION))
+
+lint: $(INSTALLED) ## ruff: style, imports and likely bugs, as configured in pyproject.toml
+	$(BIN)/ruff check .
+
+format: $(INSTALLED) ## ruff: fix what it can (imports, modern syntax) in place
+	$(BIN)/ruff check --fix .
 
 test: $(INSTALLED) ## run the whole test suite (creates .venv if missing)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

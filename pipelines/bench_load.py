@@ -12,7 +12,6 @@ import argparse
 import os
 import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

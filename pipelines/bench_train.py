@@ -21,8 +21,7 @@ import numpy as np  # noqa: E402
 
 from pipelines.models import build_model  # noqa: E402
 from pipelines.normalize import fit_standardizer  # noqa: E402
-from pipelines.train import (TrainConfig, build_for_training, make_augmenter, make_tf_dataset,  # noqa: E402
-                             resolve_precision)
+from pipelines.train import TrainConfig, build_for_training, make_augmenter, make_tf_dataset, resolve_precision  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -100,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  round {round_}: plain Keras {plain[-1]:7.1f} img/s   ours {fast[-1]:7.1f} img/s")
     p, f = float(np.median(plain)), float(np.median(fast))
     print(f"plain Keras model.fit (float32, float arrays, batch 64, Adam): {p:7.1f} images/s")
-    print(f"ours (train() defaults: {precision}, tf.data uint8 + augmentation, batch {batch}, AdamW): {f:7.1f} images/s")
+    print(f"ours (train() defaults: {precision}, tf.data uint8 + augmentation, batch {batch}, AdamW): "
+          f"{f:7.1f} images/s")
     print(f"ratio: {f / p:.2f}x")
     return 0
 

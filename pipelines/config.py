@@ -77,7 +77,7 @@ class TrainConfig:
     seed: int = settings.SEED
     verbose: int = 1
 
-    def update(self, **changes) -> "TrainConfig":
+    def update(self, **changes) -> TrainConfig:
         """A copy with ``changes``; unknown names are an error that lists the known ones."""
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - known)
@@ -148,7 +148,7 @@ class TrainConfig:
             need(Path(self.weights).is_file(), "weights", "is not a file; give WEIGHTS=<path to the no-top .h5>")
         return out
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise one PipelineError listing every bad setting at once; return the config when sound."""
         problems = self.problems()
         if problems:
@@ -238,5 +238,5 @@ def tuned_settings(slug: str, arch: str, mode: str = "auto") -> tuple[dict, str]
     if record.get("beats_default"):
         return params, (f"train: using tuned parameters from {path} (they beat the default recipe: "
                         f"{record.get('why', '')}): {params}")
-    return {}, (f"train: not using the tuned parameters in {path}: {record.get('why') or 'they did not beat the default'}"
-                f"; TUNED=1 uses them anyway")
+    why = record.get("why") or "they did not beat the default"
+    return {}, f"train: not using the tuned parameters in {path}: {why}; TUNED=1 uses them anyway"

@@ -32,7 +32,7 @@ class Standardizer:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Standardizer":
+    def load(cls, path: str | Path) -> Standardizer:
         try:
             with np.load(path, allow_pickle=False) as data:
                 return cls(mean=data["mean"], scale=data["scale"], mode=str(data["mode"]))

@@ -34,7 +34,7 @@ class RunLock:
         self.run_dir, self._handle = Path(run_dir), handle
 
     @classmethod
-    def try_claim(cls, run_dir: Path) -> "RunLock | None":
+    def try_claim(cls, run_dir: Path) -> RunLock | None:
         """The lock, or None when another live process holds it."""
         handle = open(Path(run_dir) / LOCK_NAME, "a+")
         try:
@@ -56,7 +56,7 @@ class RunLock:
         if not self._handle.closed:
             self._handle.close()  # closing drops the flock
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -96,7 +96,8 @@ def claim_unfinished_run(config) -> RunLock | None:
     names = {f.name for f in dataclasses.fields(config)}
     wanted = comparable(dataclasses.asdict(config), names)
     for path in sorted(root.glob(f"{config.arch}-*"), key=lambda p: p.stat().st_mtime, reverse=True):
-        if not ((path / "backup").is_dir() and not (path / "metrics.json").exists() and (path / "config.json").exists()):
+        unfinished = (path / "backup").is_dir() and not (path / "metrics.json").exists()
+        if not (unfinished and (path / "config.json").exists()):
             continue
         try:
             saved = json.loads((path / "config.json").read_text())

@@ -34,7 +34,7 @@ import io
 import json
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -86,7 +86,7 @@ class FakeKaggle:
             env.update(KAGGLE_USERNAME=self.username, KAGGLE_KEY=self.key)
         return env
 
-    def start(self) -> "FakeKaggle":
+    def start(self) -> FakeKaggle:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="fake-kaggle", daemon=True)
         self._thread.start()
@@ -103,7 +103,7 @@ class FakeKaggle:
             self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "FakeKaggle":
+    def __enter__(self) -> FakeKaggle:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -144,7 +144,7 @@ class FakeKaggle:
             score = _accuracy(upload["data"], self.answers.get(slug, {}))
             self.submissions[slug].insert(0, {
                 "ref": ref, "totalBytes": len(upload["data"]), "fileName": upload["fileName"],
-                "date": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z",
+                "date": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z",
                 "description": body.get("submissionDescription", ""), "submittedBy": self.username,
                 "status": "COMPLETE" if score is not None else "PENDING",
                 "publicScore": f"{score:.5f}" if score is not None else "",
@@ -176,7 +176,8 @@ def _handler(state: FakeKaggle):
 
         def log_message(self, fmt, *args):  # the default writes every request line to stderr
             if state.log is not None:
-                state.log(f"fake-kaggle: {self.command} {urlsplit(self.path).path} -> {args[1] if len(args) > 1 else ''}")
+                answer = args[1] if len(args) > 1 else ""
+                state.log(f"fake-kaggle: {self.command} {urlsplit(self.path).path} -> {answer}")
 
         def _count(self) -> bool:
             with state._lock:
@@ -286,7 +287,7 @@ def make_command(*targets: str) -> list[str]:
 
     venv = Path(sys.executable).parent.parent
     return ["make", "--no-print-directory", "-f", str(REPO / "Makefile"), f"VENV={venv}",
-            "-o", f"{venv}/.installed", f"KIP={sys.executable} -m pipelines.cli", *targets]
+            "-o", f"{venv}/.installed", f"KIP={sys.executable} -m kip", *targets]
 
 
 def zip_folder(folder: Path) -> bytes:
@@ -320,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.answers:
         with open(args.answers, newline="") as handle:
             answers = {row[0]: row[1] for row in list(csv.reader(handle))[1:]}
-    server = FakeKaggle(username=args.username, key=args.key, port=args.port, lifetime=args.seconds, max_requests=10_000,
+    server = FakeKaggle(username=args.username, key=args.key, port=args.port, lifetime=args.seconds,
+                        max_requests=10_000,
                         log=lambda line: print(line, flush=True))
     for slug in args.competition or ["digits-demo"]:
         server.add_competition(slug, archive, answers)

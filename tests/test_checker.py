@@ -45,9 +45,11 @@ CASES = {
     "header-only": (lambda ls: ls[0] + "\n", r"no rows after the header; sample_submission.csv lists 12 ids"),
     "wrong-header": (lambda ls: "\n".join(["Image,Label"] + ls[1:]) + "\n",
                      r"row 1: header is 'Image,Label', expected 'Image,Class' \(as in sample_submission.csv\)"),
-    "duplicate": (lambda ls: "\n".join(ls[:3] + [ls[1]] + ls[3:]) + "\n", r"row 4: id '.*' appears twice \(first on row 2\)"),
+    "duplicate": (lambda ls: "\n".join(ls[:3] + [ls[1]] + ls[3:]) + "\n",
+                  r"row 4: id '.*' appears twice \(first on row 2\)"),
     "extra": (lambda ls: "\n".join(ls + ["nope.png,1"]) + "\n", r"row 14: id 'nope.png' is not in the test set"),
-    "missing": (lambda ls: "\n".join(ls[:-1]) + "\n", r"id '.*' \(and 0 more\) from sample_submission.csv is missing: 11 rows, 12 expected"),
+    "missing": (lambda ls: "\n".join(ls[:-1]) + "\n",
+                r"id '.*' \(and 0 more\) from sample_submission.csv is missing: 11 rows, 12 expected"),
     "unknown-label": (lambda ls: "\n".join(ls[:2] + [ls[2].split(",")[0] + ",9"] + ls[3:]) + "\n",
                       r"row 3: label '9' is not one of the competition's 3 labels \(e.g. '0', '1', '2'\)"),
     "empty-label": (lambda ls: "\n".join(ls[:2] + [ls[2].split(",")[0] + ","] + ls[3:]) + "\n", r"row 3: empty label"),
@@ -140,7 +142,7 @@ def test_a_header_other_than_the_detected_competitions_sample_is_refused(home):
 
 
 def test_check_submission_reads_the_header_a_file_was_written_with(home, capsys):
-    from pipelines.cli import main
+    from kip import main
 
     write_class_folders(home)
     comp = load_competition("folders")

@@ -1,11 +1,11 @@
-import pytest
-
 import subprocess
 import sys
 
+import pytest
+
 
 def run_cli(*args, home):
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kip", *args], capture_output=True, text=True,
                           env={"KIP_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(home),
                                "KAGGLE_CONFIG_DIR": str(home / "nokaggle")}, cwd=home)
 
@@ -29,7 +29,7 @@ def test_bad_setting_is_refused(tiny, home):
 
 
 def test_settings_are_typed_by_the_config(tiny):
-    from pipelines.cli import parse_settings
+    from pipelines.config import parse_settings
 
     assert parse_settings(["global_pool=false", "rotation=10", "flip=none", "minutes=2.5", "batch_size=32"]) == {
         "global_pool": False, "rotation": 10.0, "flip": "none", "minutes": 2.5, "batch_size": 32}
@@ -38,7 +38,7 @@ def test_settings_are_typed_by_the_config(tiny):
 def test_predict_writes_probabilities_and_prints_the_top_classes_of_an_image(tiny, home, capsys):
     import numpy as np
 
-    from pipelines.cli import main
+    from kip import main
     from pipelines.train import TrainConfig, train
 
     train(TrainConfig(competition=tiny, epochs=1, batch_size=8, minutes=0, verbose=0))
@@ -54,7 +54,7 @@ def test_predict_writes_probabilities_and_prints_the_top_classes_of_an_image(tin
 def test_kip_data_detects_an_unknown_competition_caches_it_and_notes_the_missing_test_split(home, capsys):
     import shutil
 
-    from pipelines.cli import main
+    from kip import main
     from tests.conftest import write_class_folders
 
     raw = write_class_folders(home, slug="folders")
@@ -68,7 +68,7 @@ def test_kip_data_detects_an_unknown_competition_caches_it_and_notes_the_missing
 
 
 def test_kip_report_prints_its_findings(tiny, home, capsys):
-    from pipelines.cli import main
+    from kip import main
 
     assert main(["report", "--competition", "tiny"]) == 0
     out = capsys.readouterr().out
@@ -79,7 +79,7 @@ def test_kip_report_prints_its_findings(tiny, home, capsys):
 def test_a_competition_given_as_a_folder_path_trains_then_predicts(home, capsys, with_config):
     import shutil
 
-    from pipelines.cli import main
+    from kip import main
     from tests.conftest import write_competition
 
     raw = write_competition(home, slug="elsewhere")

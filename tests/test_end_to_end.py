@@ -8,7 +8,7 @@ import pytest
 @pytest.mark.slow
 def test_demo_chain_data_train_predict_csv(home):
     """data -> train (3 epochs) -> predict -> CSV, checked row for row against test.csv."""
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "demo", "--set", "epochs=3", "--set", "verbose=0"],
+    result = subprocess.run([sys.executable, "-m", "kip", "demo", "--set", "epochs=3", "--set", "verbose=0"],
                             capture_output=True, text=True, cwd=home)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout

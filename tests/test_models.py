@@ -24,7 +24,8 @@ def test_cnn_has_the_reference_shape():
 
 def test_resnet10_has_ten_weighted_layers_on_the_main_path():
     model = build_model("resnet10", (32, 32, 3), 10)
-    main = [l for l in model.layers if l.name.endswith(("conv", "conv1", "conv2")) or l.name == "predictions"]
+    main = [layer for layer in model.layers
+            if layer.name.endswith(("conv", "conv1", "conv2")) or layer.name == "predictions"]
     assert len(main) == 10
 
 

@@ -52,7 +52,7 @@ def test_flip_tta_and_top_five_of_one_image(tiny, home):
 
 
 def test_predicting_again_keeps_an_uploaded_submission_and_tta_gets_its_own_name(tiny, home):
-    from pipelines.cli import main
+    from kip import main
 
     run = train(TrainConfig(competition=tiny, epochs=1, batch_size=8, minutes=0, verbose=0)).run_dir
     assert main(["predict", "--competition", tiny]) == 0
@@ -75,7 +75,7 @@ def test_predicting_again_keeps_an_uploaded_submission_and_tta_gets_its_own_name
 
 
 def test_make_predict_on_class_folders_writes_file_names_and_class_names(home, capsys):
-    from pipelines.cli import main
+    from kip import main
 
     write_class_folders(home)
     train(TrainConfig(competition="folders", epochs=1, batch_size=8, minutes=0, verbose=0))

@@ -1,15 +1,23 @@
 import json
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
-
-from competition.errors import PipelineError
-import keras
 import tensorflow as tf
 
-from pipelines.train import (TrainConfig, WarmupSchedule, build_for_training, latest_run, make_augmenter,
-                             make_optimizer, resolve_precision, train, unfinished_run)
+from competition.errors import PipelineError
+from pipelines.train import (
+    TrainConfig,
+    WarmupSchedule,
+    build_for_training,
+    latest_run,
+    make_augmenter,
+    make_optimizer,
+    resolve_precision,
+    train,
+    unfinished_run,
+)
 from tests.conftest import FakeClock, ticking, write_competition
 
 

@@ -45,7 +45,7 @@ def test_every_bad_setting_is_listed_at_once():
 
 
 def run_kip(home, *args):
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True, cwd=home,
+    return subprocess.run([sys.executable, "-m", "kip", *args], capture_output=True, text=True, cwd=home,
                           env={"KIP_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(home),
                                "PYTHONPATH": str(REPO)})
 

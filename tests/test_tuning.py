@@ -13,13 +13,13 @@ from optuna.trial import TrialState
 
 import tuning.search
 from competition.config import load_competition
-from pipelines.cli import main
-from pipelines.data import load_dataset
+from kip import main
 from pipelines.config import TrainConfig
+from pipelines.data import load_dataset
+from tests.conftest import FakeClock
 from tuning.search import best_params_path, make_objective, tune
 from tuning.space import build_space
 from tuning.storage import open_storage
-from tests.conftest import FakeClock
 
 QUICK = ["epochs=1", "batch_size=8"]  # tiny data, one epoch: each trial takes a few seconds
 
@@ -69,8 +69,8 @@ def test_study_is_stored_in_sqlite_and_resumes(tiny, home, capsys):
     assert used["learning_rate"] == pytest.approx(best["params"]["learning_rate"])
 
 
-def write_tuned_record(home, beats: bool):
-    path = home / "tuning" / "best-tiny-cnn.json"
+def write_tuned_record(home, beats: bool, slug: str = "tiny"):
+    path = home / "tuning" / f"best-{slug}-cnn.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"study": "tiny-cnn", "trial": 3, "val_accuracy": 0.9, "beats_default": beats,
                                 "why": "val_accuracy 0.9 vs 0.8" if beats else "the untuned recipe is the best trial",
@@ -89,15 +89,19 @@ def test_tuned_parameters_are_used_only_when_they_beat_the_default_or_when_asked
     assert "epochs" not in params  # a fixed condition of the search is never handed on
 
 
-def test_the_demo_never_uses_tuned_parameters(home, capsys, monkeypatch):
-    import pipelines.cli as cli
+def test_the_demo_never_uses_tuned_parameters(home, monkeypatch):
+    import submissions.make
 
     seen = []
-    monkeypatch.setattr(cli, "cmd_data", lambda args: None)
-    monkeypatch.setattr(cli, "cmd_train", lambda args: seen.append(args.tuned) or (_ for _ in ()).throw(
-        KeyboardInterrupt))
+
+    def stop(config, **kwargs):
+        seen.append(config)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(submissions.make, "run_demo", stop)
+    write_tuned_record(home, beats=True, slug="digits-demo")
     assert main(["demo", "--tuned", "1"]) == 130
-    assert seen == ["0"]
+    assert seen[0].optimizer == "adamw"  # the default, not the record's sgd
 
 
 def test_compare_with_default_needs_the_untuned_recipe_in_the_space():
@@ -151,7 +155,7 @@ def test_keras_pruning_callback_reports_every_epoch_and_prunes(tiny, home):
 
 
 def tune_command(home: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "pipelines.cli", "tune", "--competition", "tiny", "--set", "verbose=0",
+    return [sys.executable, "-m", "kip", "tune", "--competition", "tiny", "--set", "verbose=0",
             "--heartbeat", "1", *[a for s in QUICK for a in ("--space", s)], *args]
 
 

@@ -1,6 +1,6 @@
 import optuna
 
-from pipelines.cli import main
+from kip import main
 from tuning.report import top_trials_table
 
 

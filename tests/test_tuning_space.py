@@ -14,7 +14,8 @@ def test_default_space_per_arch_only_has_trainconfig_fields():
     for arch in ARCH_SPACES:
         space = build_space(arch)
         assert set(space.params) <= fields
-        assert {"optimizer", "learning_rate", "epochs", "batch_size", "dropout_rate", "weight_decay"} <= set(space.params)
+        searched = {"optimizer", "learning_rate", "epochs", "batch_size", "dropout_rate", "weight_decay"}
+        assert searched <= set(space.params)
         # adam with weight decay is adamw in Keras 3: one of the two is searched
         assert set(space.params["optimizer"].choices) == {"adamw", "sgd", "rmsprop"}
         assert space.params["learning_rate"].log

@@ -37,7 +37,7 @@ def submission(tiny, home):
 
 
 def run(args, home, env, make=True):
-    command = make_command(*args) if make else [sys.executable, "-m", "pipelines.cli", *args]
+    command = make_command(*args) if make else [sys.executable, "-m", "kip", *args]
     # the timeout is a safety net for a hung process on a loaded machine, not a speed check
     result = subprocess.run(command, capture_output=True, text=True, cwd=home, env=env, timeout=900)
     return result
@@ -90,7 +90,8 @@ def test_a_token_from_KAGGLE_API_TOKEN_works_too(server, submission, home):
 
 
 @pytest.mark.parametrize("mode, message", [
-    ("server-error", "not submitted: tiny: Kaggle server error (500) on the upload; try again later; the file is unchanged"),
+    ("server-error",
+     "not submitted: tiny: Kaggle server error (500) on the upload; try again later; the file is unchanged"),
     ("refuse-upload", "Kaggle refused the upload to tiny: Could not submit to competition"),
     ("bad-credentials", "not submitted: tiny: Kaggle refused the credentials (401 Unauthorized)"),
 ])
@@ -207,7 +208,8 @@ def test_download_before_the_rules_are_accepted_says_so(tiny, home):
         fake.fail = "rules"
         result = run(["data", "--competition", str(fetched_config(home))], home, client_env(home, fake), make=False)
     line = one_error_line(result)
-    assert "403 Forbidden" in line and "accept the competition's rules on https://www.kaggle.com/competitions/fetched/rules" in line
+    assert "403 Forbidden" in line
+    assert "accept the competition's rules on https://www.kaggle.com/competitions/fetched/rules" in line
     assert "You must accept this competition's rules" in line  # Kaggle's own words, as the client raises them
 
 

@@ -177,10 +177,12 @@ def tune(config: TrainConfig, n_trials: int | None = 10, storage: str | None = N
     deadline = None if timeout is None else clock() + timeout
     space = space or build_space(config.arch)
     if "minutes" not in space.fixed and "minutes" not in space.params:
-        config = config.update(minutes=0)  # a trial runs the epochs it sampled; make train's time budget would re-plan them
+        # a trial runs the epochs it sampled; make train's time budget would re-plan them
+        config = config.update(minutes=0)
     epochs = space.params.get("epochs")
     options = TuneOptions(storage=storage, study=study, pruner=pruner, heartbeat=heartbeat, workers=workers,
-                          max_epochs=epochs.high if epochs is not None else int(space.fixed.get("epochs", config.epochs)))
+                          max_epochs=epochs.high if epochs is not None
+                          else int(space.fixed.get("epochs", config.epochs)))
     name = study or study_name(config)
     existing = open_study(name, options, config.seed)
     check_compatible(existing, space)
