@@ -92,3 +92,13 @@ def test_starting_point_is_the_config_clipped_into_the_space():
     assert "batch_size" not in start  # 128 is not offered: the sampler picks
     assert "momentum" not in start  # only searched with sgd
     assert starting_point(space, TrainConfig(optimizer="sgd"))["momentum"] == 0.9
+
+
+def test_departures_name_what_the_space_moved_away_from_the_untuned_recipe():
+    from tuning.space import departures, starting_point
+
+    config = TrainConfig()
+    space = build_space("cnn")
+    assert departures(space, config, starting_point(space, config)) == ["epochs"]  # 60 clipped to 40
+    narrow = build_space("cnn", ["learning_rate=1e-2:1e-1", "optimizer=sgd,rmsprop"])
+    assert departures(narrow, config, starting_point(narrow, config)) == ["epochs", "learning_rate", "optimizer"]

@@ -28,7 +28,7 @@ from pipelines.callbacks import Deadline
 from pipelines.config import TrainConfig, write_tuned
 from pipelines.data import load_dataset
 from pipelines.train import train
-from tuning.space import SearchSpace, build_space, check_compatible, starting_point
+from tuning.space import SearchSpace, build_space, check_compatible, departures, starting_point
 from tuning.storage import HEARTBEAT_SECONDS, default_storage, open_storage
 
 # Median by default: in `make bench-tune` it gave more trials per hour than Hyperband and the better best score.
@@ -189,7 +189,7 @@ def tune(config: TrainConfig, n_trials: int | None = 10, storage: str | None = N
     if not existing.get_trials(deepcopy=False):
         # a new study starts from the untuned recipe, so the search is measured against it on the same hold-out
         start = starting_point(space, config)
-        moved = sorted(n for n in space.params if n not in FIDELITY and start.get(n) != getattr(config, n, None))
+        moved = [name for name in departures(space, config, start) if name not in FIDELITY]
         existing.enqueue_trial(start, user_attrs={"start": "make train's defaults", "moved": moved},
                                skip_if_exists=True)  # several machines starting one study at once
     counts = count_states(existing)

@@ -98,6 +98,14 @@ def starting_point(space: SearchSpace, config: TrainConfig) -> dict:
     return values
 
 
+def departures(space: SearchSpace, config: TrainConfig, start: dict) -> list[str]:
+    """The searched settings whose value in ``start`` is not the config's own: clipped into a range, or a choice the
+    space does not offer. Empty when the starting point is exactly the untuned recipe."""
+    chosen = {**dataclasses.asdict(config), **space.fixed, **start}
+    return sorted(name for name in space.params
+                  if applies(name, chosen) and start.get(name) != getattr(config, name))
+
+
 def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution):
     """One ``trial.suggest_*`` call for a distribution."""
     if isinstance(dist, Float):
