@@ -101,7 +101,9 @@ def read_split_csv(competition: Competition, split: str, labelled: bool) -> pd.D
     if not path.exists():
         raise PipelineError(f"{path}: missing; run `make data COMPETITION={competition.slug}` first")
     try:
-        frame = pd.read_csv(path, dtype={competition.image_column: str})
+        # utf-8-sig: Excel starts a CSV with a byte-order mark; only an empty cell is missing (a class may be "NA")
+        frame = pd.read_csv(path, dtype={competition.image_column: str}, encoding="utf-8-sig",
+                            keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise PipelineError(f"{path}: cannot be read as CSV ({first_line(err)})") from None
     needed = [competition.image_column] + ([competition.label_column] if labelled else [])
@@ -113,8 +115,9 @@ def read_split_csv(competition: Competition, split: str, labelled: bool) -> pd.D
         )
     if frame.empty:
         raise PipelineError(f"{path}: no rows; the {split} split is empty")
-    if frame[competition.image_column].isna().any():
-        row = int(np.flatnonzero(frame[competition.image_column].isna())[0])
+    blank = frame[competition.image_column].isna() | (frame[competition.image_column].str.strip() == "")
+    if blank.any():
+        row = int(np.flatnonzero(blank)[0])
         raise PipelineError(f"{path}: row {row + 2}: empty image name")
     dup = frame[competition.image_column].duplicated()
     if dup.any():
@@ -146,8 +149,9 @@ def list_split(competition: Competition, split: str, labelled: bool = True) -> S
         frame = read_split_csv(competition, split, labelled)
         ids = frame[competition.image_column].tolist()
         ext = competition.image_extension
+        names = [name.strip() for name in ids]  # "a.png " is a.png; the id stays as written, for the submission
         paths = [str(image_path(folder, name + ext if ext and not name.endswith(ext) else name, csv, row))
-                 for row, name in enumerate(ids)]
+                 for row, name in enumerate(names)]
         labels = _label_array(frame[competition.label_column]) if labelled else None
         return SplitFiles(split, ids, paths, labels, csv, hashlib.sha256(csv.read_bytes()).hexdigest())
     return _list_class_folders(folder, split, labelled)

@@ -294,3 +294,70 @@ def test_a_csv_competition_without_config_is_detected_even_with_ids_lacking_the_
     assert comp.splits["test"].images == "test_images" and comp.channels == 3
     data = load_dataset(comp, seed=0, progress=False)
     assert len(data.train) + len(data.val) == 15 and data.test.ids[0] == "test_0_0"
+
+
+# --- detection: a split whose CSV exists is that split ----------------------------------------------------------
+
+def bare_competition(home, slug="bare2", with_val=True):
+    """A CSV competition without config: train, val and test CSVs beside their image folders."""
+    raw = write_competition(home, slug=slug, per_class=(5, 2, 2), with_val=with_val)
+    (raw / "competition.toml").unlink()
+    return raw
+
+
+def test_detection_keeps_a_split_whose_first_image_is_missing_and_loading_names_the_file(home):
+    raw = bare_competition(home)
+    for split in ("val", "test"):
+        (raw / f"{split}_images" / pd.read_csv(raw / f"{split}.csv").Image[0]).unlink()
+    comp = load_competition("bare2")
+    assert {n: (s.csv, s.images) for n, s in comp.splits.items()} == {
+        "train": ("train.csv", "train_images"), "val": ("val.csv", "val_images"), "test": ("test.csv", "test_images")}
+    with pytest.raises(PipelineError, match=r"val_0_0.png: image file missing \(.*val.csv: row 2\)"):
+        load_dataset(comp, seed=0, progress=False)
+
+
+def test_names_with_surrounding_spaces_find_their_files_and_keep_their_ids(home):
+    raw = bare_competition(home, with_val=False)
+    frame = pd.read_csv(raw / "train.csv")
+    frame["Image"] = frame["Image"] + " "
+    frame.loc[1, "Image"] = " " + frame.Image[1]
+    frame.to_csv(raw / "train.csv", index=False)
+    comp = load_competition("bare2")
+    assert comp.splits["train"].images == "train_images" and comp.image_column == "Image"
+    files = data_module.list_split(comp, "train")
+    assert files.ids[:2] == ["train_0_0.png ", " train_0_1.png "]
+    assert files.paths[1] == str(raw / "train_images" / "train_0_1.png")
+    assert len(load_dataset(comp, seed=0, progress=False).train) > 0
+
+
+def test_a_split_csv_whose_images_are_in_no_folder_is_one_line_naming_the_folders_tried(home):
+    raw = bare_competition(home)
+    (raw / "test_images").rename(raw / "elsewhere")
+    with pytest.raises(PipelineError, match=r"test.csv: none of the first 6 images .*found in test_images/, test/, "
+                                            r"images/, \./.*competition.toml") as err:
+        load_competition("bare2")
+    assert "\n" not in str(err.value)
+
+
+def test_a_csv_with_a_byte_order_mark_and_NA_or_None_class_names_loads(home):
+    raw = bare_competition(home)
+    for split in ("train", "val"):
+        frame = pd.read_csv(raw / f"{split}.csv")
+        frame["Class"] = frame["Class"].map({0: "NA", 1: "None", 2: "null"})
+        frame.to_csv(raw / f"{split}.csv", index=False, encoding="utf-8-sig")
+    (raw / "test.csv").write_bytes(b"\xef\xbb\xbf" + (raw / "test.csv").read_bytes())
+    comp = load_competition("bare2")
+    assert (comp.image_column, comp.label_column) == ("Image", "Class") and comp.has_split("val")
+    data = load_dataset(comp, seed=0, progress=False)
+    assert data.classes == ["NA", "None", "null"] and len(data.test) == 6
+
+
+def test_an_empty_label_cell_is_still_refused(tiny, home):
+    path = home / "data/raw/tiny/train.csv"
+    frame = pd.read_csv(path)
+    frame["Class"] = frame["Class"].astype(str)
+    frame.loc[3, "Class"] = ""
+    frame.to_csv(path, index=False)
+    with pytest.raises(PipelineError, match="train.csv: row 5: empty label"):
+        load_dataset(load_competition(tiny), seed=0, progress=False)
+
