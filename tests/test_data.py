@@ -193,7 +193,7 @@ def test_a_bad_file_in_a_worker_is_named_and_nothing_is_cached(tiny, home, monke
     name = pd.read_csv(raw / "train.csv").Image[30]
     (raw / "train_images" / name).write_bytes(b"\x89PNG broken")
     monkeypatch.setattr(data_module, "PARALLEL_MIN_IMAGES", 0)
-    with pytest.raises(PipelineError, match=f"{name}: unreadable image"):
+    with pytest.raises(PipelineError, match=fr"{name}: not an image \(its format cannot be identified\)"):
         load_split_cached(load_competition(tiny), "train", progress=False, workers=2)
     assert cache_entries(home, "tiny") == []
 
@@ -223,6 +223,10 @@ def damage_competition(raw, damage):
         path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
     elif damage == "empty_split":
         train.head(0).to_csv(raw / "train.csv", index=False)
+    elif damage == "empty_image":
+        (raw / "train_images" / train.Image[4]).write_bytes(b"")
+    elif damage == "text_image":
+        (raw / "train_images" / train.Image[4]).write_text("Image,Class\na.png,1\n")
     elif damage == "mixed_sizes":
         toml = raw / "competition.toml"
         toml.write_text(toml.read_text().replace("image_size = [16, 16]\n", ""))
@@ -236,10 +240,12 @@ BAD_INPUTS = [
     ("escaping_path", "train.csv: row 2: image path '../secret.png' leaves"),
     ("absolute_path", "train.csv: row 2: image path '/.*' leaves"),
     ("unseen_label", "val.csv: row 2: label 7 never appears in train"),
-    ("corrupt_image", "train_0_0.png: unreadable image"),
+    ("corrupt_image", r"train_0_0.png: not an image \(its format cannot be identified\); replace or remove it"),
     ("truncated_image", "train_0_5.png: unreadable image"),
     ("empty_split", "train.csv: no rows; the train split is empty"),
     ("mixed_sizes", "train_0_3.png: size 20x20 differs from 16x16"),
+    ("empty_image", r"train_0_4.png: empty file \(0 bytes\); replace or remove it"),
+    ("text_image", r"train_0_4.png: not an image \(its format cannot be identified\); replace or remove it"),
 ]
 
 
@@ -360,4 +366,58 @@ def test_an_empty_label_cell_is_still_refused(tiny, home):
     frame.to_csv(path, index=False)
     with pytest.raises(PipelineError, match="train.csv: row 5: empty label"):
         load_dataset(load_competition(tiny), seed=0, progress=False)
+
+
+# --- large images are reduced by block means before the anti-aliased resize -----------------------------------
+
+def recorded_resizes(monkeypatch):
+    from skimage import transform
+
+    shapes, plain = [], transform.resize
+
+    def recording(image, *args, **kwargs):
+        shapes.append(image.shape)
+        return plain(image, *args, **kwargs)
+
+    monkeypatch.setattr(transform, "resize", recording)
+    return shapes, plain
+
+
+def test_a_large_image_is_block_reduced_before_the_resize_and_stays_close_to_the_plain_resize(monkeypatch):
+    shapes, plain = recorded_resizes(monkeypatch)
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, 400)
+    image = np.dstack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (400, 1)), rng.integers(0, 256, (400, 400))])
+    image = image.astype(np.uint8)
+    out = decode.conform_array(image, 3, (16, 16))
+    assert shapes == [(33, 33, 3)]  # 400 // 12 = 33: within about 2x of 16, not 400x400
+    reference = np.round(plain(image, (16, 16), order=1, preserve_range=True, anti_aliasing=True))
+    assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+    assert np.abs(out.mean(axis=(0, 1)) - reference.mean(axis=(0, 1))).max() < 1.5
+    assert np.abs(out[..., :2].astype(int) - reference[..., :2]).max() <= 2  # the smooth channels, pixel by pixel
+    shapes.clear()
+    decode.conform_array(np.zeros((4000, 300), np.uint8), 1, (16, 16))  # each side by its own factor
+    assert shapes == [(32, 33, 1)]
+
+
+def test_an_image_within_4x_of_the_target_is_resized_as_before(monkeypatch):
+    shapes, plain = recorded_resizes(monkeypatch)
+    image = np.random.default_rng(1).integers(0, 256, (60, 50, 3)).astype(np.uint8)
+    out = decode.conform_array(image, 3, (16, 16))
+    assert shapes == [(60, 50, 3)]
+    expected = np.clip(np.round(plain(image, (16, 16), order=1, preserve_range=True, anti_aliasing=True)), 0, 255)
+    np.testing.assert_array_equal(out, expected.astype(np.uint8))
+
+
+def test_reducing_a_large_image_makes_no_float_copy_of_it():
+    import tracemalloc
+
+    image = np.full((1500, 1500, 3), 100, np.uint8)  # 6.75 MB; a float64 copy would be 54 MB
+    tracemalloc.start()
+    try:
+        out = decode.conform_array(image, 3, (16, 16))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (out == 100).all() and peak < image.nbytes
 
