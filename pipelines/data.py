@@ -24,7 +24,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from competition import settings
-from competition.config import Competition
+from competition.config import Competition, missing_data_message
 from competition.errors import PipelineError, first_line
 from competition.layout import is_image, subfolders
 from pipelines import decode
@@ -139,6 +139,8 @@ def image_path(folder: Path, name: str, csv: Path, row: int) -> Path:
 
 def list_split(competition: Competition, split: str, labelled: bool = True) -> SplitFiles:
     """The files of ``split`` in its layout, checked (ids, columns, escaping paths, emptiness)."""
+    if not competition.splits and not competition.raw_dir.exists():
+        raise PipelineError(missing_data_message(competition.slug))
     if not competition.has_split(split):
         where = competition.split_csv(split) if split in competition.splits else competition.raw_dir
         raise PipelineError(f"{competition.slug}: no {split} split ({where} not found); "

@@ -21,9 +21,20 @@ def test_competition_config_in_raw_folder_wins(tiny, home):
     assert comp.raw_dir == home / "data" / "raw" / "tiny"
 
 
-def test_unknown_competition_is_one_clear_line(home):
-    with pytest.raises(PipelineError, match="no config for competition 'nope'"):
-        load_competition("nope")
+def test_unknown_competition_is_one_to_download_and_loading_it_is_one_clear_line(home):
+    from pipelines.data import load_dataset
+
+    comp = load_competition("nope")  # `make data` downloads it with the kaggle client, then detects its layout
+    assert (comp.source, comp.splits, comp.raw_dir) == ("kaggle", {}, home / "data" / "raw" / "nope")
+    with pytest.raises(PipelineError, match="no config for competition 'nope' .* run `make data COMPETITION=nope`"):
+        load_dataset(comp, seed=0, progress=False)
+    assert not (home / "data").exists()
+
+
+@pytest.mark.parametrize("name", ["missing/folder", "./missing", "/no/such/place"])
+def test_a_folder_that_is_not_there_is_one_clear_line(home, name):
+    with pytest.raises(PipelineError, match=f"no config for competition '{name}'"):
+        load_competition(name)
 
 
 def test_bad_config_names_the_file(home):
