@@ -9,6 +9,7 @@ A config without ``[splits]``, or a raw folder without any config, is laid out b
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,7 @@ def load_competition(name: str) -> Competition:
 
     A slug finds ``data/raw/<slug>/competition.toml``, then a shipped config, then, when only
     ``data/raw/<slug>/`` exists, a config detected from its files. A folder path is read in place.
+    A slug with none of these is a Kaggle competition not fetched yet: no splits, until ``prepare`` gets it.
     """
     from competition.layout import detect
 
@@ -134,15 +136,25 @@ def load_competition(name: str) -> Competition:
             return _with_splits(Competition.from_toml(candidate))
     if settings.raw_dir(name).is_dir():
         return detect(name, settings.raw_dir(name))
-    raise PipelineError(
-        f"no config for competition '{name}' and no folder data/raw/{name}/: put its files there (they are "
-        f"detected) or write data/raw/{name}/competition.toml; shipped: {', '.join(list_competitions())}"
-    )
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):  # a folder that is not there, not a Kaggle slug
+        raise PipelineError(missing_data_message(name))
+    # nothing here yet: `make data` unpacks data/raw/<slug>.zip (or .tar.gz, .tgz, .tar) or downloads it with the
+    # kaggle client, then lays the splits out from the files
+    return Competition(slug=name, title=f"{name} (not downloaded)", source="kaggle", sample_submission=None)
+
+
+def missing_data_message(name: str) -> str:
+    """What to do about a competition with no config and no files."""
+    return (f"no config for competition '{name}' and no folder data/raw/{name}/: put its files there (they are "
+            f"detected), write data/raw/{name}/competition.toml, or run `make data COMPETITION={name}` to "
+            f"download it; shipped: {', '.join(list_competitions())}")
 
 
 def _with_splits(competition: Competition) -> Competition:
-    """A config without [splits] gets them detected from its raw folder once that folder exists."""
-    if competition.splits or not competition.raw_dir.is_dir():
+    """A config without [splits] gets them detected from its raw folder once that folder holds more than the config."""
+    raw = competition.raw_dir
+    if competition.splits or not raw.is_dir() or not any(p.name != "competition.toml" and not p.name.startswith(".")
+                                                          for p in raw.iterdir()):
         return competition
     from competition.layout import detect_splits
 

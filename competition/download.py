@@ -5,6 +5,7 @@ import contextlib
 import io
 import os
 import re
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
@@ -93,6 +94,7 @@ def extract(archive: Path, target: Path) -> Path:
                     )
             with atomic_dir(target) as tmp:
                 zf.extractall(tmp)
+                keep_local_files(target, tmp)
     except zipfile.BadZipFile:
         raise PipelineError(f"{archive}: not a valid zip file; delete it and run `make data` again") from None
     return target
@@ -109,9 +111,37 @@ def _extract_tar(archive: Path, target: Path) -> Path:
                     )
             with atomic_dir(target) as tmp:
                 tf.extractall(tmp, filter="data")
+                keep_local_files(target, tmp)
     except tarfile.TarError as err:
         raise PipelineError(f"{archive}: not a valid tar file ({first_line(err)}); replace it") from None
     return target
+
+
+def keep_local_files(target: Path, unpacked: Path) -> None:
+    """Carry into ``unpacked`` each entry of ``target`` the archive lacks (a hand-written competition.toml).
+
+    Hard links (copies across file systems), not moves: the originals stay until the folder is swapped, so a
+    failure before then loses nothing.
+    """
+    if not target.is_dir():
+        return
+    for entry in os.scandir(target):
+        kept = unpacked / entry.name
+        if os.path.lexists(kept):
+            continue
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry.path), kept)
+        elif entry.is_dir():
+            shutil.copytree(entry.path, kept, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(entry.path, kept)
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
 
 
 def _escapes(member: str) -> bool:

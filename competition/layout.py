@@ -6,6 +6,7 @@ can be written into ``competition.toml`` to override it (``kip data`` prints it)
 from __future__ import annotations
 
 import csv
+import fnmatch
 import os
 from pathlib import Path
 
@@ -46,17 +47,34 @@ def detect(slug: str, root: Path) -> Competition:
     from competition import settings
 
     in_place = None if Path(root) == settings.raw_dir(slug) else str(root)
-    competition = Competition(slug=slug, title=f"{slug} (detected)", source="local",
-                              data_dir=in_place, sample_submission=None, **found)
+    competition = Competition(slug=slug, title=f"{slug} (detected)", source="local", data_dir=in_place,
+                              sample_submission=find_sample_submission(root), **found)
     return competition.replace(channels=_guess_channels(competition))
+
+
+def find_sample_submission(root: Path) -> str | None:
+    """The sample submission beside the splits, else in ``root`` (relative to it), by Kaggle's usual names, any case."""
+    for prefix in dict.fromkeys((_prefix(root), "")):
+        with os.scandir(root / prefix) as entries:
+            names = sorted(e.name for e in entries if e.is_file())
+        for pattern in ("sample_submission.csv", "samplesubmission.csv", "sample_submission*.csv"):
+            found = [n for n in names if fnmatch.fnmatch(n.lower(), pattern)]
+            if found:
+                return str(Path(prefix) / found[0])
+    return None
+
+
+def _prefix(root: Path) -> str:
+    """The folder under ``root`` holding the splits: an archive often unpacks into one folder of its own."""
+    prefix = ""
+    while not _split_candidates(root / prefix) and len(subs := subfolders(root / prefix)) == 1:
+        prefix = str(Path(prefix) / subs[0].name)
+    return prefix
 
 
 def detect_splits(root: Path, layout: str = "auto") -> dict:
     """``splits`` (and for CSVs ``image_column``/``label_column``) found under ``root``."""
-    prefix = ""
-    # an archive often unpacks into one folder of its own: look inside it
-    while not _split_candidates(root / prefix) and len(subs := subfolders(root / prefix)) == 1:
-        prefix = str(Path(prefix) / subs[0].name)
+    prefix = _prefix(root)
     base = root / prefix
     if layout in ("auto", "folders"):
         splits = _class_folder_splits(base, prefix)
@@ -98,8 +116,8 @@ def _csv_splits(base: Path, prefix: str) -> dict | None:
     train_csv = next((base / f"{n}.csv" for n in SPLIT_NAMES["train"] if (base / f"{n}.csv").is_file()), None)
     if train_csv is None:
         return None
-    header, row = _head(train_csv)
-    image_column = _pick_image_column(header, row)
+    header, rows = _head(train_csv)
+    image_column = _pick_image_column(header, rows[0] if rows else [])
     others = [c for c in header if c != image_column]
     label_column = next((c for c in others if c.lower() in LABEL_COLUMNS), others[0] if len(others) == 1 else None)
     if image_column is None or label_column is None:
@@ -107,51 +125,52 @@ def _csv_splits(base: Path, prefix: str) -> dict | None:
                             f"set image_column and label_column in a competition.toml")
     splits, extension = {}, ""
     for split, names in SPLIT_NAMES.items():
-        for name in names:
-            path = base / f"{name}.csv"
-            if not path.is_file():
-                continue
-            header, row = _head(path)
-            first = row[header.index(image_column)] if image_column in header and row else None
-            found = _image_folder(base, name, first)
-            if found is not None:
-                folder, ext = found
-                extension = extension or ext
-                splits[split] = Split(csv=str(Path(prefix) / path.name), images=str(Path(prefix) / folder))
-                break
-    if "train" not in splits:
-        return None
+        path = next((base / f"{n}.csv" for n in names if (base / f"{n}.csv").is_file()), None)
+        if path is None:
+            continue
+        header, rows = _head(path)
+        column = header.index(image_column) if image_column in header else None
+        images = [row[column].strip() for row in rows if column is not None and len(row) > column]
+        folder, ext = _image_folder(base, path, split, [name for name in images if name])
+        extension = extension or ext
+        splits[split] = Split(csv=str(Path(prefix) / path.name), images=str(Path(prefix) / folder))
     return {"splits": splits, "image_column": image_column, "label_column": label_column,
             "image_extension": extension}
 
 
-def _head(path: Path) -> tuple[list[str], list[str]]:
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+def _head(path: Path, rows: int = 50) -> tuple[list[str], list[list[str]]]:
+    """The header and up to ``rows`` rows (a byte-order mark, as Excel writes, is dropped)."""
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
         reader = csv.reader(handle)
         header = next(reader, [])
-        row = next(reader, [])
-    return header, row
+        return header, [row for _, row in zip(range(rows), reader)]
 
 
 def _pick_image_column(header: list[str], row: list[str]) -> str | None:
     for column, value in zip(header, row):
-        if is_image(value):
+        if is_image(value.strip()):
             return column
     return next((c for c in header if c.lower() in IMAGE_COLUMNS), None)
 
 
-def _image_folder(base: Path, split_name: str, first: str | None) -> tuple[str, str] | None:
-    """The folder holding the split's images, and the extension its CSV names lack ("" if none)."""
-    for folder in (f"{split_name}_images", split_name, "images", ""):
-        if not (base / folder).is_dir():
-            continue
-        if first is None:
-            return folder, ""
-        extensions = [""] if is_image(first) else [ext for e in IMAGE_EXTENSIONS for ext in (e, e.upper())]
-        for ext in extensions:
-            if (base / folder / (first + ext)).is_file():
-                return folder, ext
-    return None
+def _image_folder(base: Path, csv_path: Path, split: str, names: list[str]) -> tuple[str, str]:
+    """The folder holding most of ``names`` (a CSV's first image names), and the extension they lack ("" if none).
+
+    Several names, not just the first, so that one missing file does not hide the split.
+    """
+    tried = (f"{csv_path.stem}_images", csv_path.stem, "images", "")
+    folders = [f for f in tried if (base / f).is_dir()]
+    if not names:  # nothing to look for: loading then says what is wrong with the CSV
+        return (folders or tried)[0], ""
+    bare = not all(is_image(n) for n in names)  # ids like "a1b2" for files "a1b2.png"
+    extensions = [""] + ([x for e in IMAGE_EXTENSIONS for x in (e, e.upper())] if bare else [])
+    hits, _, folder, ext = max(((sum((base / f / (n + x)).is_file() for n in names), -i, f, x)
+                                for i, f in enumerate(folders) for x in extensions), default=(0, 0, "", ""))
+    if hits == 0:
+        raise PipelineError(f"{csv_path}: none of the first {len(names)} images it names (e.g. '{names[0]}') was "
+                            f"found in {', '.join(f'{f}/' if f else './' for f in tried)} under {base}; put them "
+                            f"there or set [splits.{split}] images in a competition.toml")
+    return folder, ext
 
 
 def _guess_channels(competition: Competition, sample: int = 16) -> int:
@@ -178,6 +197,8 @@ def describe(competition: Competition) -> str:
         lines += [f'image_column = "{competition.image_column}"', f'label_column = "{competition.label_column}"']
         if competition.image_extension:
             lines.append(f'image_extension = "{competition.image_extension}"')
+    if competition.sample_submission:
+        lines.append(f'sample_submission = "{competition.sample_submission}"')
     for name, spec in competition.splits.items():
         lines.append(f"[splits.{name}]")
         if spec.csv:

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -23,7 +24,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from competition import settings
-from competition.config import Competition
+from competition.config import Competition, missing_data_message
 from competition.errors import PipelineError, first_line
 from competition.layout import is_image, subfolders
 from pipelines import decode
@@ -101,7 +102,9 @@ def read_split_csv(competition: Competition, split: str, labelled: bool) -> pd.D
     if not path.exists():
         raise PipelineError(f"{path}: missing; run `make data COMPETITION={competition.slug}` first")
     try:
-        frame = pd.read_csv(path, dtype={competition.image_column: str})
+        # utf-8-sig: Excel starts a CSV with a byte-order mark; only an empty cell is missing (a class may be "NA")
+        frame = pd.read_csv(path, dtype={competition.image_column: str}, encoding="utf-8-sig",
+                            keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise PipelineError(f"{path}: cannot be read as CSV ({first_line(err)})") from None
     needed = [competition.image_column] + ([competition.label_column] if labelled else [])
@@ -113,8 +116,9 @@ def read_split_csv(competition: Competition, split: str, labelled: bool) -> pd.D
         )
     if frame.empty:
         raise PipelineError(f"{path}: no rows; the {split} split is empty")
-    if frame[competition.image_column].isna().any():
-        row = int(np.flatnonzero(frame[competition.image_column].isna())[0])
+    blank = frame[competition.image_column].isna() | (frame[competition.image_column].str.strip() == "")
+    if blank.any():
+        row = int(np.flatnonzero(blank)[0])
         raise PipelineError(f"{path}: row {row + 2}: empty image name")
     dup = frame[competition.image_column].duplicated()
     if dup.any():
@@ -135,6 +139,8 @@ def image_path(folder: Path, name: str, csv: Path, row: int) -> Path:
 
 def list_split(competition: Competition, split: str, labelled: bool = True) -> SplitFiles:
     """The files of ``split`` in its layout, checked (ids, columns, escaping paths, emptiness)."""
+    if not competition.splits and not competition.raw_dir.exists():
+        raise PipelineError(missing_data_message(competition.slug))
     if not competition.has_split(split):
         where = competition.split_csv(split) if split in competition.splits else competition.raw_dir
         raise PipelineError(f"{competition.slug}: no {split} split ({where} not found); "
@@ -146,8 +152,9 @@ def list_split(competition: Competition, split: str, labelled: bool = True) -> S
         frame = read_split_csv(competition, split, labelled)
         ids = frame[competition.image_column].tolist()
         ext = competition.image_extension
+        names = [name.strip() for name in ids]  # "a.png " is a.png; the id stays as written, for the submission
         paths = [str(image_path(folder, name + ext if ext and not name.endswith(ext) else name, csv, row))
-                 for row, name in enumerate(ids)]
+                 for row, name in enumerate(names)]
         labels = _label_array(frame[competition.label_column]) if labelled else None
         return SplitFiles(split, ids, paths, labels, csv, hashlib.sha256(csv.read_bytes()).hexdigest())
     return _list_class_folders(folder, split, labelled)
@@ -211,26 +218,77 @@ def cache_root(competition: Competition) -> Path:
     return settings.cache_dir(competition.slug)
 
 
+class DamagedCache(PipelineError):
+    """A cache entry that does not match its meta.json: ``<entry> is damaged (<which file, how>)``."""
+
+
 def read_cache(entry: Path, paths: list[str]) -> CachedSplit:
-    """A cached split, images memory-mapped copy-on-write (writes stay private to the process)."""
-    images = np.load(entry / "images.npy", mmap_mode="c")
-    ids = np.load(entry / "ids.npy").tolist()
-    labels = np.load(entry / "labels.npy") if (entry / "labels.npy").exists() else None
-    sources = np.load(entry / "sources.npy")
-    return CachedSplit(ids, images, labels, sources, paths, entry, decoded=False)
+    """A cached split, checked cheaply against its meta.json; images memory-mapped copy-on-write."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        count, shape = int(meta["count"]), tuple(meta["shape"])
+    except FileNotFoundError:
+        raise DamagedCache(f"{entry} is damaged (meta.json missing)") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DamagedCache(f"{entry} is damaged (meta.json unreadable: {first_line(err)})") from None
+    arrays = {}
+    for name in ("images", "ids", "sources") + (("labels",) if meta.get("labelled") else ()):
+        try:  # np.load refuses a truncated .npy (its header gives the size), and pickles
+            arrays[name] = np.load(entry / f"{name}.npy", mmap_mode="c" if name == "images" else None)
+        except FileNotFoundError:
+            raise DamagedCache(f"{entry} is damaged ({name}.npy missing)") from None
+        except (OSError, ValueError, EOFError) as err:
+            raise DamagedCache(f"{entry} is damaged ({name}.npy truncated or unreadable: {first_line(err)})") from None
+        if len(arrays[name]) != count:
+            raise DamagedCache(f"{entry} is damaged ({name}.npy has {len(arrays[name])} rows, meta.json says {count})")
+    images = arrays["images"]
+    if images.shape[1:] != shape or images.dtype != np.uint8:
+        raise DamagedCache(f"{entry} is damaged (images.npy holds {images.dtype} {images.shape[1:]}, "
+                           f"meta.json says uint8 {shape})")
+    if os.path.getsize(entry / "images.npy") != images.offset + images.nbytes:
+        raise DamagedCache(f"{entry} is damaged (images.npy is longer than its header says)")
+    return CachedSplit(arrays["ids"].tolist(), images, arrays.get("labels"), arrays["sources"], paths, entry,
+                       decoded=False)
+
+
+def remove_dead_temporaries(root: Path, split: str) -> None:
+    """Remove build folders of ``split`` left by a builder on this host that is no longer running (killed)."""
+    for tmp in root.glob(f".{split}-*"):
+        found = re.fullmatch(rf"\.{re.escape(split)}-\w+\.pid(\d+)@(.+)\.[^.]+", tmp.name)
+        if found and found[2] == socket.gethostname() and not _running(int(found[1])):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def load_split_cached(competition: Competition, split: str, labelled: bool = True, progress: bool = True,
                       workers: int | None = None, files: SplitFiles | None = None) -> CachedSplit:
-    """Decode a split once into ``data/cache/<slug>/<split>-<key>/`` and reload it from there after."""
+    """Decode a split once into ``data/cache/<slug>/<split>-<key>/`` and reload it from there after.
+
+    An entry that does not match its meta.json is said to be damaged and decoded again. The build folder's
+    name carries the builder's pid and host, so a later build can remove what a killed one left.
+    """
     files = files or list_split(competition, split, labelled)
     key = cache_key(competition, files, labelled)
     root = cache_root(competition)
     entry = root / f"{split}-{key[:20]}"
-    if (entry / "meta.json").exists():
-        return read_cache(entry, files.paths)
+    if entry.exists():
+        try:
+            return read_cache(entry, files.paths)
+        except DamagedCache as err:
+            print(f"cache: {err}; decoding again", file=sys.stderr)
+            shutil.rmtree(entry, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=root))
+    remove_dead_temporaries(root, split)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.pid{os.getpid()}@{socket.gethostname()}.", dir=root))
     try:
         sources = decode_files(competition, files, tmp / "images.npy", progress=progress, workers=workers)
         np.save(tmp / "ids.npy", np.asarray(files.ids, dtype=str))

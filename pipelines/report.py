@@ -8,6 +8,7 @@ train lacks. Unlike training it does not stop at an unseen val label: it lists t
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -28,11 +29,11 @@ def data_report(competition: Competition, progress: bool = True, samples_per_cla
                 seed: int = settings.SEED) -> dict:
     """Write the report files for ``competition``; return the report as a dict (what data.json holds)."""
     splits = {name: load_split_cached(competition, name, labelled=name != "test", progress=progress)
-              for name in SPLITS if competition.has_split(name)}
+              for name in SPLITS if name == "train" or competition.has_split(name)}
     out = settings.reports_dir(competition.slug)
     report = {
         "competition": competition.slug,
-        "raw_dir": str(competition.raw_dir),
+        "raw_dir": shown_path(competition.raw_dir),
         "settings": {"channels": competition.channels, "image_size": competition.image_size,
                      "validation_fraction": competition.validation_fraction},
         "splits": {name: _split_summary(s) for name, s in splits.items()},
@@ -48,11 +49,22 @@ def data_report(competition: Competition, progress: bool = True, samples_per_cla
     val_labels = set(_labels(splits["val"])) if "val" in splits else set()
     report["val_labels_not_in_train"] = sorted(val_labels - set(train_labels), key=_natural)
     report["train_labels_not_in_val"] = sorted(set(train_labels) - val_labels, key=_natural) if val_labels else []
-    report["sample_grid"] = str(sample_grid(splits["train"], out / "samples.png", samples_per_class, seed))
-    report["cache"] = {name: str(s.cache_dir) for name, s in splits.items()}
+    report["sample_grid"] = shown_path(sample_grid(splits["train"], out / "samples.png", samples_per_class, seed))
+    report["cache"] = {name: shown_path(s.cache_dir) for name, s in splits.items()}
     write_json(out / "data.json", report)
     write_text(out / "data.md", markdown(report))
     return report
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the project home when inside it (a report should not show the machine's folders).
+
+    Not resolved: a raw folder that is a link to elsewhere is still shown as ``data/raw/<slug>``.
+    """
+    try:
+        return Path(os.path.abspath(path)).relative_to(settings.home()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _natural(value):

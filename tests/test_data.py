@@ -193,7 +193,7 @@ def test_a_bad_file_in_a_worker_is_named_and_nothing_is_cached(tiny, home, monke
     name = pd.read_csv(raw / "train.csv").Image[30]
     (raw / "train_images" / name).write_bytes(b"\x89PNG broken")
     monkeypatch.setattr(data_module, "PARALLEL_MIN_IMAGES", 0)
-    with pytest.raises(PipelineError, match=f"{name}: unreadable image"):
+    with pytest.raises(PipelineError, match=fr"{name}: not an image \(its format cannot be identified\)"):
         load_split_cached(load_competition(tiny), "train", progress=False, workers=2)
     assert cache_entries(home, "tiny") == []
 
@@ -223,6 +223,10 @@ def damage_competition(raw, damage):
         path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
     elif damage == "empty_split":
         train.head(0).to_csv(raw / "train.csv", index=False)
+    elif damage == "empty_image":
+        (raw / "train_images" / train.Image[4]).write_bytes(b"")
+    elif damage == "text_image":
+        (raw / "train_images" / train.Image[4]).write_text("Image,Class\na.png,1\n")
     elif damage == "mixed_sizes":
         toml = raw / "competition.toml"
         toml.write_text(toml.read_text().replace("image_size = [16, 16]\n", ""))
@@ -236,10 +240,12 @@ BAD_INPUTS = [
     ("escaping_path", "train.csv: row 2: image path '../secret.png' leaves"),
     ("absolute_path", "train.csv: row 2: image path '/.*' leaves"),
     ("unseen_label", "val.csv: row 2: label 7 never appears in train"),
-    ("corrupt_image", "train_0_0.png: unreadable image"),
+    ("corrupt_image", r"train_0_0.png: not an image \(its format cannot be identified\); replace or remove it"),
     ("truncated_image", "train_0_5.png: unreadable image"),
     ("empty_split", "train.csv: no rows; the train split is empty"),
     ("mixed_sizes", "train_0_3.png: size 20x20 differs from 16x16"),
+    ("empty_image", r"train_0_4.png: empty file \(0 bytes\); replace or remove it"),
+    ("text_image", r"train_0_4.png: not an image \(its format cannot be identified\); replace or remove it"),
 ]
 
 
@@ -294,3 +300,182 @@ def test_a_csv_competition_without_config_is_detected_even_with_ids_lacking_the_
     assert comp.splits["test"].images == "test_images" and comp.channels == 3
     data = load_dataset(comp, seed=0, progress=False)
     assert len(data.train) + len(data.val) == 15 and data.test.ids[0] == "test_0_0"
+
+
+# --- detection: a split whose CSV exists is that split ----------------------------------------------------------
+
+def bare_competition(home, slug="bare2", with_val=True):
+    """A CSV competition without config: train, val and test CSVs beside their image folders."""
+    raw = write_competition(home, slug=slug, per_class=(5, 2, 2), with_val=with_val)
+    (raw / "competition.toml").unlink()
+    return raw
+
+
+def test_detection_keeps_a_split_whose_first_image_is_missing_and_loading_names_the_file(home):
+    raw = bare_competition(home)
+    for split in ("val", "test"):
+        (raw / f"{split}_images" / pd.read_csv(raw / f"{split}.csv").Image[0]).unlink()
+    comp = load_competition("bare2")
+    assert {n: (s.csv, s.images) for n, s in comp.splits.items()} == {
+        "train": ("train.csv", "train_images"), "val": ("val.csv", "val_images"), "test": ("test.csv", "test_images")}
+    with pytest.raises(PipelineError, match=r"val_0_0.png: image file missing \(.*val.csv: row 2\)"):
+        load_dataset(comp, seed=0, progress=False)
+
+
+def test_names_with_surrounding_spaces_find_their_files_and_keep_their_ids(home):
+    raw = bare_competition(home, with_val=False)
+    frame = pd.read_csv(raw / "train.csv")
+    frame["Image"] = frame["Image"] + " "
+    frame.loc[1, "Image"] = " " + frame.Image[1]
+    frame.to_csv(raw / "train.csv", index=False)
+    comp = load_competition("bare2")
+    assert comp.splits["train"].images == "train_images" and comp.image_column == "Image"
+    files = data_module.list_split(comp, "train")
+    assert files.ids[:2] == ["train_0_0.png ", " train_0_1.png "]
+    assert files.paths[1] == str(raw / "train_images" / "train_0_1.png")
+    assert len(load_dataset(comp, seed=0, progress=False).train) > 0
+
+
+def test_a_split_csv_whose_images_are_in_no_folder_is_one_line_naming_the_folders_tried(home):
+    raw = bare_competition(home)
+    (raw / "test_images").rename(raw / "elsewhere")
+    with pytest.raises(PipelineError, match=r"test.csv: none of the first 6 images .*found in test_images/, test/, "
+                                            r"images/, \./.*competition.toml") as err:
+        load_competition("bare2")
+    assert "\n" not in str(err.value)
+
+
+def test_a_csv_with_a_byte_order_mark_and_NA_or_None_class_names_loads(home):
+    raw = bare_competition(home)
+    for split in ("train", "val"):
+        frame = pd.read_csv(raw / f"{split}.csv")
+        frame["Class"] = frame["Class"].map({0: "NA", 1: "None", 2: "null"})
+        frame.to_csv(raw / f"{split}.csv", index=False, encoding="utf-8-sig")
+    (raw / "test.csv").write_bytes(b"\xef\xbb\xbf" + (raw / "test.csv").read_bytes())
+    comp = load_competition("bare2")
+    assert (comp.image_column, comp.label_column) == ("Image", "Class") and comp.has_split("val")
+    data = load_dataset(comp, seed=0, progress=False)
+    assert data.classes == ["NA", "None", "null"] and len(data.test) == 6
+
+
+def test_an_empty_label_cell_is_still_refused(tiny, home):
+    path = home / "data/raw/tiny/train.csv"
+    frame = pd.read_csv(path)
+    frame["Class"] = frame["Class"].astype(str)
+    frame.loc[3, "Class"] = ""
+    frame.to_csv(path, index=False)
+    with pytest.raises(PipelineError, match="train.csv: row 5: empty label"):
+        load_dataset(load_competition(tiny), seed=0, progress=False)
+
+
+# --- large images are reduced by block means before the anti-aliased resize -----------------------------------
+
+def recorded_resizes(monkeypatch):
+    from skimage import transform
+
+    shapes, plain = [], transform.resize
+
+    def recording(image, *args, **kwargs):
+        shapes.append(image.shape)
+        return plain(image, *args, **kwargs)
+
+    monkeypatch.setattr(transform, "resize", recording)
+    return shapes, plain
+
+
+def test_a_large_image_is_block_reduced_before_the_resize_and_stays_close_to_the_plain_resize(monkeypatch):
+    shapes, plain = recorded_resizes(monkeypatch)
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, 400)
+    image = np.dstack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (400, 1)), rng.integers(0, 256, (400, 400))])
+    image = image.astype(np.uint8)
+    out = decode.conform_array(image, 3, (16, 16))
+    assert shapes == [(33, 33, 3)]  # 400 // 12 = 33: within about 2x of 16, not 400x400
+    reference = np.round(plain(image, (16, 16), order=1, preserve_range=True, anti_aliasing=True))
+    assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+    assert np.abs(out.mean(axis=(0, 1)) - reference.mean(axis=(0, 1))).max() < 1.5
+    assert np.abs(out[..., :2].astype(int) - reference[..., :2]).max() <= 2  # the smooth channels, pixel by pixel
+    shapes.clear()
+    decode.conform_array(np.zeros((4000, 300), np.uint8), 1, (16, 16))  # each side by its own factor
+    assert shapes == [(32, 33, 1)]
+
+
+def test_an_image_within_4x_of_the_target_is_resized_as_before(monkeypatch):
+    shapes, plain = recorded_resizes(monkeypatch)
+    image = np.random.default_rng(1).integers(0, 256, (60, 50, 3)).astype(np.uint8)
+    out = decode.conform_array(image, 3, (16, 16))
+    assert shapes == [(60, 50, 3)]
+    expected = np.clip(np.round(plain(image, (16, 16), order=1, preserve_range=True, anti_aliasing=True)), 0, 255)
+    np.testing.assert_array_equal(out, expected.astype(np.uint8))
+
+
+def test_reducing_a_large_image_makes_no_float_copy_of_it():
+    import tracemalloc
+
+    image = np.full((1500, 1500, 3), 100, np.uint8)  # 6.75 MB; a float64 copy would be 54 MB
+    tracemalloc.start()
+    try:
+        out = decode.conform_array(image, 3, (16, 16))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (out == 100).all() and peak < image.nbytes
+
+
+# --- a damaged cache entry is rebuilt; a killed build's temporary folder is removed ------------------------------
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+CACHE_DAMAGE = [
+    ("truncated images", lambda e: truncate(e / "images.npy"), "images.npy"),
+    ("missing images", lambda e: (e / "images.npy").unlink(), "images.npy"),
+    ("missing ids", lambda e: (e / "ids.npy").unlink(), "ids.npy"),
+    ("missing labels", lambda e: (e / "labels.npy").unlink(), "labels.npy"),
+    ("short sources", lambda e: np.save(e / "sources.npy", np.zeros((3, 4), np.int32)), "sources.npy"),
+    ("garbage meta", lambda e: (e / "meta.json").write_text("{not json"), "meta.json"),
+    ("no meta", lambda e: (e / "meta.json").unlink(), "meta.json"),
+    ("padded images", lambda e: (e / "images.npy").open("ab").write(b"\0" * 64), "images.npy"),
+]
+
+
+@pytest.mark.parametrize("case, damage, named", CACHE_DAMAGE, ids=[c[0] for c in CACHE_DAMAGE])
+def test_a_damaged_cache_entry_is_noticed_said_and_decoded_again(tiny, home, capsys, case, damage, named):
+    comp = load_competition(tiny)
+    first = load_split_cached(comp, "train", progress=False)
+    expected = np.array(first.images)
+    entry = first.cache_dir
+    del first
+    damage(entry)
+    capsys.readouterr()
+    again = load_split_cached(comp, "train", progress=False)
+    err = capsys.readouterr().err
+    assert re.search(rf"cache: {re.escape(str(entry))} is damaged \(.*{named}.*\); decoding again", err), err
+    assert again.decoded and again.cache_dir == entry and len(err.strip().splitlines()) == 1
+    np.testing.assert_array_equal(again.images, expected)
+    assert len(again.ids) == 36 and again.labels.shape == (36,) and again.sources.shape == (36, 4)
+    assert not load_split_cached(comp, "train", progress=False).decoded  # sound again
+
+
+def dead_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_build_removes_temporaries_of_dead_builders_of_its_split_and_leaves_live_ones(tiny, home):
+    import socket
+
+    root = home / "data" / "cache" / "tiny"
+    host = socket.gethostname()
+    dead = root / f".train-0123456789abcdef0123.pid{dead_pid()}@{host}.x1y2z3"
+    alive = root / f".train-0123456789abcdef0123.pid{os.getpid()}@{host}.a1b2c3"
+    other_host = root / f".train-0123456789abcdef0123.pid{dead_pid()}@not-{host}.q1w2e3"
+    other_split = root / f".val-0123456789abcdef0123.pid{dead_pid()}@{host}.k1k2k3"
+    for folder in (dead, alive, other_host, other_split):
+        folder.mkdir(parents=True)
+        (folder / "images.npy").write_bytes(b"\0" * 1000)
+    assert load_split_cached(load_competition(tiny), "train", progress=False).decoded
+    assert not dead.exists() and alive.exists() and other_host.exists() and other_split.exists()
+    assert sorted(p.name for p in root.glob(".train-*")) == sorted([alive.name, other_host.name])  # its own: renamed

@@ -3,9 +3,11 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import pytest
 from skimage import io
 
 from competition.config import load_competition
+from competition.errors import PipelineError
 from pipelines.report import data_report
 
 
@@ -56,3 +58,30 @@ def test_report_of_a_train_only_greyscale_competition(home):
     assert report["splits"]["train"]["sizes_and_modes"][0]["mode"] == "L"
     md = (home / "reports" / "greys" / "data.md").read_text()
     assert "No val split" in md and "No test split" in md
+
+
+def test_report_paths_are_relative_to_the_project_home(tiny, home):
+    report = data_report(load_competition(tiny), progress=False, samples_per_class=2)
+    out = home / "reports" / "tiny"
+    for text in ((out / "data.md").read_text(), (out / "data.json").read_text()):
+        assert str(home) not in text
+    assert "Raw files: `data/raw/tiny`" in (out / "data.md").read_text()
+    assert report["raw_dir"] == "data/raw/tiny" and report["sample_grid"] == "reports/tiny/samples.png"
+    written = json.loads((out / "data.json").read_text())
+    assert all(written[key] == report[key] for key in ("raw_dir", "sample_grid", "cache"))
+    assert all((home / path / "images.npy").exists() for path in report["cache"].values())
+
+
+def test_report_of_a_folder_outside_the_home_names_it_in_full(home, tmp_path_factory):
+    from tests.conftest import write_class_folders
+
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    raw = write_class_folders(elsewhere, slug="outside", per_class=(2, 1, 1))
+    report = data_report(load_competition(str(raw)), progress=False)
+    assert report["raw_dir"] == str(raw) and report["sample_grid"] == "reports/outside/samples.png"
+
+
+def test_report_on_a_competition_that_is_not_there_is_one_line(home):
+    with pytest.raises(PipelineError, match="no config for competition 'nope'"):
+        data_report(load_competition("nope"), progress=False)
+    assert not (home / "reports").exists()
