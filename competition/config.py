@@ -73,11 +73,11 @@ class Competition:
         spec = self.splits[split]
         return (self.raw_dir / spec.csv).is_file() if spec.csv else self.split_images(split).is_dir()
 
-    def replace(self, **changes) -> "Competition":
+    def replace(self, **changes) -> Competition:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_toml(cls, path: Path) -> "Competition":
+    def from_toml(cls, path: Path) -> Competition:
         try:
             raw = tomllib.loads(Path(path).read_text())
         except FileNotFoundError:

@@ -341,7 +341,9 @@ def decode_files(competition: Competition, files: SplitFiles, out: Path, progres
     sources = np.zeros((n, len(decode.SOURCE_FIELDS)), np.int32)
     sources[0] = first_source
     workers = available_cores() if workers is None else workers
-    bar = tqdm(total=n, initial=1, desc=f"decode {files.split}", unit="img", disable=not progress, leave=False)
+    # disable=None: a live bar on a terminal, none in a log file (it would be one line per refresh)
+    bar = tqdm(total=n, initial=1, desc=f"decode {files.split}", unit="img", disable=None if progress else True,
+               leave=False)
     args = (str(out), channels, size, files.paths[0])
     with bar:
         if workers <= 1 or n < PARALLEL_MIN_IMAGES:

@@ -149,7 +149,7 @@ def sample_grid(split: CachedSplit, path: Path, per_class: int = 8, seed: int = 
     ax.set_yticks([row * (h + pad) + h / 2 for row in range(len(classes))])
     ax.set_yticklabels([f"{value} ({len(by_class[value])})" for value in classes], fontsize=7)
     ax.set_xticks([])
-    ax.set_title(f"train samples per class (count in brackets)", fontsize=9)
+    ax.set_title("train samples per class (count in brackets)", fontsize=9)
     return save_figure(fig, path)
 
 
@@ -162,14 +162,16 @@ def markdown(report: dict) -> str:
                      f"of train (fixed seed).")
     if "test" in report["missing_splits"]:
         lines.append("No test split: training works; `make predict` needs the competition's test files.")
-    lines += ["", "## Splits", "", "| split | images | array shape | sizes and modes of the files |", "|---|---|---|---|"]
+    lines += ["", "## Splits", "", "| split | images | array shape | sizes and modes of the files |",
+              "|---|---|---|---|"]
     for name, s in report["splits"].items():
         kinds = ", ".join(f"{k['size']} {k['mode']}: {k['count']}" for k in s["sizes_and_modes"])
         lines.append(f"| {name} | {s['images']} | {'x'.join(map(str, s['array_shape']))} | {kinds} |")
     counts = report["counts_per_class"]
     lines += ["", f"## Counts per class ({len(report['classes'])} classes in train)", "",
               "| class | " + " | ".join(counts) + " |", "|---" * (len(counts) + 1) + "|"]
-    values = sorted({k for c in counts.values() for k in c}, key=lambda v: _natural(int(v)) if v.lstrip("-").isdigit() else _natural(v))
+    values = sorted({k for c in counts.values() for k in c},
+                    key=lambda v: _natural(int(v)) if v.lstrip("-").isdigit() else _natural(v))
     for value in values:
         lines.append(f"| {value} | " + " | ".join(str(c.get(value, 0)) for c in counts.values()) + " |")
     train_counts = list(counts.get("train", {}).values())

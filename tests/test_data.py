@@ -262,7 +262,7 @@ def test_bad_input_is_one_line_naming_the_file_and_nothing_is_cached(tiny, home,
 @pytest.mark.parametrize("damage, message", [BAD_INPUTS[1], BAD_INPUTS[7], BAD_INPUTS[9]])
 def test_kip_data_turns_bad_input_into_one_line_and_exit_2(tiny, home, damage, message):
     damage_competition(home / "data/raw/tiny", damage)
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "data", "--competition", "tiny"],
+    result = subprocess.run([sys.executable, "-m", "kip", "data", "--competition", "tiny"],
                             capture_output=True, text=True, cwd=home,
                             env={**os.environ, "KIP_HOME": str(home), "PYTHONPATH": str(REPO)})
     assert result.returncode == 2 and "Traceback" not in result.stderr

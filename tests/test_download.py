@@ -143,7 +143,7 @@ def test_an_unknown_slug_is_downloaded_with_the_kaggle_client_then_detected(home
     archive = zipped_competition(home, "fetched")
     with FakeKaggle(lifetime=60) as fake:
         fake.add_competition("fetched", archive)
-        result = subprocess.run([sys.executable, "-m", "pipelines.cli", "data", "--competition", "fetched"],
+        result = subprocess.run([sys.executable, "-m", "kip", "data", "--competition", "fetched"],
                                 capture_output=True, text=True, cwd=home, env=client_env(home, fake), timeout=120)
     assert result.returncode == 0, result.stderr
     assert "GET /files/fetched.zip" in fake.calls
@@ -152,7 +152,7 @@ def test_an_unknown_slug_is_downloaded_with_the_kaggle_client_then_detected(home
 
 
 def test_an_unknown_slug_without_credentials_says_so_in_one_line(home):
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "data", "--competition", "nope"],
+    result = subprocess.run([sys.executable, "-m", "kip", "data", "--competition", "nope"],
                             capture_output=True, text=True, cwd=home, env=client_env(home), timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: no Kaggle credentials")
