@@ -9,7 +9,6 @@ A config without ``[splits]``, or a raw folder without any config, is laid out b
 from __future__ import annotations
 
 import dataclasses
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,35 @@ class Split:
     @property
     def layout(self) -> str:
         return "csv" if self.csv else "folders"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How images are decoded: ``channels`` (1 or 3) and the ``size`` to resize to (None: as stored, one size)."""
+
+    channels: int = 3
+    size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class SplitSource:
+    """One split resolved to plain values: its CSV (None for class folders), image folder and columns."""
+
+    name: str
+    images: Path
+    csv: Path | None = None
+    image_column: str = "Image"
+    label_column: str = "Class"
+    extension: str = ""  # appended to CSV names that lack it
+
+    @property
+    def path(self) -> Path:
+        """The CSV, or the class folders' folder: what messages about the split name."""
+        return self.csv or self.images
+
+    @property
+    def present(self) -> bool:
+        return self.csv.is_file() if self.csv else self.images.is_dir()
 
 
 @dataclass(frozen=True)
@@ -59,19 +87,25 @@ class Competition:
     def raw_dir(self) -> Path:
         return Path(self.data_dir).absolute() if self.data_dir else settings.raw_dir(self.slug)
 
-    def split_csv(self, split: str) -> Path:
-        """The split's CSV; for a class-folder split, its folder (what error messages should name)."""
-        spec = self.splits[split]
-        return self.raw_dir / (spec.csv or spec.images)
+    @property
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(self.channels, self.image_size)
 
-    def split_images(self, split: str) -> Path:
-        return self.raw_dir / self.splits[split].images
+    def split_source(self, split: str) -> SplitSource | None:
+        """The split as plain values (absolute paths), or None when the config has no such split."""
+        spec = self.splits.get(split)
+        if spec is None:
+            return None
+        return SplitSource(split, self.raw_dir / spec.images, self.raw_dir / spec.csv if spec.csv else None,
+                           self.image_column, self.label_column, self.image_extension)
+
+    def split_path(self, split: str) -> Path:
+        """The split's CSV, or its folder for class folders: what error messages name."""
+        return self.split_source(split).path
 
     def has_split(self, split: str) -> bool:
-        if split not in self.splits:
-            return False
-        spec = self.splits[split]
-        return (self.raw_dir / spec.csv).is_file() if spec.csv else self.split_images(split).is_dir()
+        source = self.split_source(split)
+        return source is not None and source.present
 
     def replace(self, **changes) -> Competition:
         return dataclasses.replace(self, **changes)
@@ -107,55 +141,3 @@ class Competition:
         if not 0 < float(raw.get("validation_fraction", 0.5)) < 1:
             raise PipelineError(f"{path}: validation_fraction must be between 0 and 1")
         return cls(splits=splits, **raw)
-
-
-def list_competitions() -> list[str]:
-    """Slugs of the competitions that ship a config."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
-
-
-def load_competition(name: str) -> Competition:
-    """Load a competition by slug, TOML path or raw folder.
-
-    A slug finds ``data/raw/<slug>/competition.toml``, then a shipped config, then, when only
-    ``data/raw/<slug>/`` exists, a config detected from its files. A folder path is read in place.
-    A slug with none of these is a Kaggle competition not fetched yet: no splits, until ``prepare`` gets it.
-    """
-    from competition.layout import detect
-
-    path = Path(name)
-    if path.suffix == ".toml":
-        return _with_splits(Competition.from_toml(path))
-    if path.is_dir() and (len(path.parts) > 1 or not settings.raw_dir(name).exists()):
-        toml = path / "competition.toml"
-        if toml.exists():
-            return _with_splits(Competition.from_toml(toml).replace(data_dir=str(path.resolve())))
-        return detect(path.resolve().name, path.resolve())
-    for candidate in (settings.raw_dir(name) / "competition.toml", CONFIG_DIR / f"{name}.toml"):
-        if candidate.exists():
-            return _with_splits(Competition.from_toml(candidate))
-    if settings.raw_dir(name).is_dir():
-        return detect(name, settings.raw_dir(name))
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):  # a folder that is not there, not a Kaggle slug
-        raise PipelineError(missing_data_message(name))
-    # nothing here yet: `make data` unpacks data/raw/<slug>.zip (or .tar.gz, .tgz, .tar) or downloads it with the
-    # kaggle client, then lays the splits out from the files
-    return Competition(slug=name, title=f"{name} (not downloaded)", source="kaggle", sample_submission=None)
-
-
-def missing_data_message(name: str) -> str:
-    """What to do about a competition with no config and no files."""
-    return (f"no config for competition '{name}' and no folder data/raw/{name}/: put its files there (they are "
-            f"detected), write data/raw/{name}/competition.toml, or run `make data COMPETITION={name}` to "
-            f"download it; shipped: {', '.join(list_competitions())}")
-
-
-def _with_splits(competition: Competition) -> Competition:
-    """A config without [splits] gets them detected from its raw folder once that folder holds more than the config."""
-    raw = competition.raw_dir
-    if competition.splits or not raw.is_dir() or not any(p.name != "competition.toml" and not p.name.startswith(".")
-                                                          for p in raw.iterdir()):
-        return competition
-    from competition.layout import detect_splits
-
-    return competition.replace(**detect_splits(competition.raw_dir, competition.layout))

@@ -49,12 +49,12 @@ def fetch(competition: Competition) -> None:
     archive = local_archive(competition.slug, raw.parent) or download(competition.slug, raw.parent)
     extract(archive, raw)
     if not competition.splits:  # a config without [splits]: lay them out from what was unpacked
-        from competition.config import load_competition
+        from competition.registry import load_competition
 
         competition = load_competition(competition.slug)
     if not competition.has_split("train"):
         raise PipelineError(
-            f"{archive}: unpacked, but {competition.split_csv('train')} is missing; "
+            f"{archive}: unpacked, but {competition.split_path('train')} is missing; "
             f"check the [splits] in the competition's config"
         )
 

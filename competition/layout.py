@@ -177,7 +177,7 @@ def _guess_channels(competition: Competition, sample: int = 16) -> int:
     """1 when every sampled train image is greyscale, else 3."""
     from skimage import io
 
-    folder = competition.split_images("train")
+    folder = competition.split_source("train").images
     paths = []
     for dirpath, _dirs, files in os.walk(folder):
         paths += [Path(dirpath) / f for f in sorted(files) if is_image(f)][:4]

@@ -54,7 +54,8 @@ def run(count: int = 20000, workers: int | None = None) -> dict:
     """Measure the three figures on the benchmark set; return them."""
     from skimage import io
 
-    from pipelines.data import available_cores, cache_root, list_split, load_split_cached
+    from pipelines.cache import available_cores
+    from pipelines.data import cache_root, list_split, load_split_cached
 
     competition = bench_set(count)
     paths = list_split(competition, "train").paths

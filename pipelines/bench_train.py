@@ -40,7 +40,7 @@ class EpochTimer(keras.callbacks.Callback):
 def bench_data(competition: str | None, images: int, seed: int = 0):
     """``images`` training images: the competition's, or random 64x64 RGB ones with 100 classes."""
     if competition:
-        from competition.config import load_competition
+        from competition.registry import load_competition
         from pipelines.data import load_dataset
 
         data = load_dataset(load_competition(competition), seed=seed).train

@@ -39,7 +39,7 @@ def cmd_data(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from competition.config import load_competition
+    from competition.registry import load_competition
     from pipelines.report import data_report
 
     competition = load_competition(args.competition)
@@ -60,7 +60,7 @@ def training_config(args):
     The competition is resolved once here: a folder path becomes absolute (runs then find it from anywhere), and
     tuned parameters and the latest-run pointer are looked up by its slug.
     """
-    from competition.config import load_competition
+    from competition.registry import load_competition
     from pipelines.config import TrainConfig, parse_settings, tuned_settings
 
     competition = load_competition(args.competition)

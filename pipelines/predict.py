@@ -7,9 +7,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from competition.config import load_competition
 from competition.errors import PipelineError
 from competition.fileio import atomic_path
+from competition.registry import load_competition
 from pipelines.data import load_split, read_image
 from pipelines.normalize import Standardizer
 from pipelines.train import load_config, predict_probabilities

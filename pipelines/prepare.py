@@ -5,9 +5,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from competition import settings
-from competition.config import Competition, load_competition
+from competition.config import Competition
 from competition.download import prepare
 from competition.layout import describe
+from competition.registry import load_competition
 from pipelines.data import Dataset, cache_root, load_dataset
 
 

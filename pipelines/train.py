@@ -13,9 +13,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from competition.config import load_competition
 from competition.errors import PipelineError
 from competition.fileio import atomic_path, write_json
+from competition.registry import load_competition
 from pipelines import plots, runs
 from pipelines.callbacks import BestCheckpoint, TimeBudget
 from pipelines.config import TrainConfig
@@ -72,7 +72,7 @@ def train(config: TrainConfig, dataset: Dataset | None = None, callbacks: list |
     if dataset is None:
         dataset = load_dataset(competition, seed=config.seed, progress=config.verbose > 0)
     if dataset.num_classes < 2:
-        raise PipelineError(f"{competition.split_csv('train')}: only one class; nothing to learn")
+        raise PipelineError(f"{competition.split_path('train')}: only one class; nothing to learn")
     binary = dataset.num_classes == 2
 
     keras.utils.set_random_seed(config.seed)

@@ -12,7 +12,7 @@ from pipelines.cli import add_stage, add_training_arguments, training_config
 
 
 def resolve_runs(args) -> list[Path]:
-    from competition.config import load_competition
+    from competition.registry import load_competition
     from pipelines.runs import latest_run
 
     if args.runs:
@@ -41,7 +41,7 @@ def submission_competition(path: Path, default: str):
     with the header the file was written with (``--submission-header``)."""
     import json
 
-    from competition.config import load_competition
+    from competition.registry import load_competition
     from submissions.format import sample_path, sidecar_path
 
     sidecar = sidecar_path(path)

@@ -65,7 +65,7 @@ def expected_format(competition: Competition) -> SubmissionFormat:
         return _sample_format(competition, sample, header)
     if "test" not in competition.splits or competition.splits["test"].csv is None:
         return _folder_format(competition, header or FOLDER_HEADER)
-    source = competition.split_csv("test")
+    source = competition.split_path("test")
     if not source.exists():
         raise PipelineError(f"{source}: missing; run `make data COMPETITION={competition.slug}` first")
     found, rows = read_rows(source)
@@ -155,9 +155,9 @@ def allowed_labels(competition: Competition, classes: list | None = None) -> set
         if not competition.has_split(split):
             continue
         if competition.splits[split].csv is None:
-            found.update(_folder_labels(competition.split_images(split)))
+            found.update(_folder_labels(competition.split_source(split).images))
             continue
-        header, rows = read_rows(competition.split_csv(split))
+        header, rows = read_rows(competition.split_path(split))
         if competition.label_column in header:
             index = header.index(competition.label_column)
             found.update(row[index] for _, row in rows if len(row) > index and row[index] != "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from competition.config import load_competition
+from competition.registry import load_competition
 from pipelines import runs as run_folders
 from pipelines.config import TrainConfig
 from pipelines.predict import check_runs, predict, save_probabilities

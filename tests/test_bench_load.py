@@ -1,4 +1,4 @@
-from pipelines import data as data_module
+from pipelines import cache as cache_module
 from pipelines.bench_load import bench_set, main, run
 
 
@@ -6,7 +6,7 @@ def test_bench_generates_its_set_once_and_reports_the_three_figures(home, monkey
     comp = bench_set(40)
     first = sorted(p.stat().st_mtime_ns for p in (comp.raw_dir / "train_images").iterdir())
     assert len(first) == 40 and comp.raw_dir.is_relative_to(home / "data" / "bench")
-    monkeypatch.setattr(data_module, "PARALLEL_MIN_IMAGES", 0)
+    monkeypatch.setattr(cache_module, "PARALLEL_MIN_IMAGES", 0)
     figures = run(40, workers=2)
     assert sorted(p.stat().st_mtime_ns for p in (comp.raw_dir / "train_images").iterdir()) == first
     assert figures["images"] == 40 and figures["pixels_match"]

@@ -5,8 +5,8 @@ import zipfile
 import pandas as pd
 import pytest
 
-from competition.config import load_competition
 from competition.errors import PipelineError
+from competition.registry import load_competition
 from pipelines.data import list_split
 from submissions.checker import check_submission
 from submissions.writer import submission_path, write_submission

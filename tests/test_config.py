@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from competition.config import list_competitions, load_competition
 from competition.errors import PipelineError
 from competition.layout import describe
+from competition.registry import list_competitions, load_competition
 
 
 def test_shipped_configs_load():

@@ -3,8 +3,8 @@ import hashlib
 import pandas as pd
 from skimage import io
 
-from competition.config import load_competition
 from competition.download import prepare, ready_file
+from competition.registry import load_competition
 
 
 def digest(folder):

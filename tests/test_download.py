@@ -6,9 +6,9 @@ import zipfile
 
 import pytest
 
-from competition.config import load_competition
 from competition.download import extract, prepare, ready_file
 from competition.errors import PipelineError
+from competition.registry import load_competition
 from tests.conftest import write_competition
 from tests.kaggle_server import FakeKaggle, client_env, zip_folder
 

@@ -3,7 +3,7 @@ import subprocess
 
 import pandas as pd
 
-from competition.config import load_competition
+from competition.registry import load_competition
 from submissions.listing import format_listing, list_submissions
 from submissions.writer import submission_path, write_submission
 from tests.kaggle_server import client_env, make_command

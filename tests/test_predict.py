@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from competition.config import load_competition
+from competition.registry import load_competition
 from pipelines.predict import predict, save_probabilities
 from pipelines.train import TrainConfig, train
 from submissions.upload import Submitted, record_upload

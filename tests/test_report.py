@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from skimage import io
 
-from competition.config import load_competition
 from competition.errors import PipelineError
+from competition.registry import load_competition
 from pipelines.report import data_report
 
 

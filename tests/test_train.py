@@ -43,7 +43,7 @@ def test_train_writes_a_complete_run_folder(tiny, home):
 
 
 def test_lean_run_for_tuning_keeps_the_numbers_and_the_best_model_only(tiny, home):
-    from competition.config import load_competition
+    from competition.registry import load_competition
     from pipelines.data import load_dataset
     from pipelines.normalize import Standardizer
     from pipelines.train import predict_probabilities, scores

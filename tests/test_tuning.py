@@ -12,7 +12,7 @@ import tensorflow as tf
 from optuna.trial import TrialState
 
 import tuning.search
-from competition.config import load_competition
+from competition.registry import load_competition
 from kip import main
 from pipelines.config import TrainConfig
 from pipelines.data import load_dataset

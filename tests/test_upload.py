@@ -11,8 +11,8 @@ import zipfile
 import pandas as pd
 import pytest
 
-from competition.config import load_competition
 from competition.errors import PipelineError
+from competition.registry import load_competition
 from submissions import upload
 from submissions.writer import submission_path, write_submission
 from tests.conftest import write_competition

@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from competition.config import load_competition
 from competition.errors import PipelineError
+from competition.registry import load_competition
 from pipelines.data import list_split
 from submissions.format import parse_header
 from submissions.upload import Submitted, record_upload

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="search-space overrides, as for make tune SPACE= (default: none)")
     args = parser.parse_args(argv)
 
-    from competition.config import load_competition
+    from competition.registry import load_competition
     from pipelines.data import load_dataset
     from pipelines.train import TrainConfig
     from tuning.space import build_space

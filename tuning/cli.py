@@ -9,7 +9,7 @@ from pipelines.config import parse_settings
 
 
 def cmd_tune(args) -> None:
-    from competition.config import load_competition
+    from competition.registry import load_competition
     from tuning.search import best_params_path, compare_with_default, count_states, tune
     from tuning.space import build_space
 

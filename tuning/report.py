@@ -13,9 +13,9 @@ from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as ovm  # noqa: E402
 
 from competition import settings  # noqa: E402
-from competition.config import load_competition  # noqa: E402
 from competition.errors import PipelineError  # noqa: E402
 from competition.fileio import write_text  # noqa: E402
+from competition.registry import load_competition  # noqa: E402
 from pipelines.plots import save_figure  # noqa: E402
 from tuning.search import best_params  # noqa: E402
 from tuning.storage import open_storage  # noqa: E402

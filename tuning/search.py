@@ -22,8 +22,8 @@ from optuna.trial import TrialState
 from optuna_integration import KerasPruningCallback
 
 from competition import settings
-from competition.config import load_competition
 from competition.errors import PipelineError, first_line
+from competition.registry import load_competition
 from pipelines.callbacks import Deadline
 from pipelines.config import TrainConfig, write_tuned
 from pipelines.data import load_dataset
