@@ -46,3 +46,13 @@ def reports_dir(slug: str) -> Path:
 def best_params_path(slug: str, arch: str) -> Path:
     """What a study recommends for ``make train``: ``tuning/best-<slug>-<arch>.json``."""
     return tuning_dir() / f"best-{slug}-{arch}.json"
+
+
+def latest_run_pointer(slug: str) -> Path:
+    """``runs/latest-<slug>.txt``: the newest finished run, what ``make predict`` uses."""
+    return runs_dir() / f"latest-{slug}.txt"
+
+
+def latest_submission_pointer(slug: str) -> Path:
+    """``submissions/latest-<slug>.txt``: the newest submission, what ``make submit`` uploads."""
+    return submissions_dir() / f"latest-{slug}.txt"

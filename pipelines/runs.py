@@ -120,21 +120,24 @@ def unfinished_run(config) -> Path | None:
     return lock.run_dir
 
 
-def latest_run_file(slug: str) -> Path:
-    return settings.runs_dir() / f"latest-{slug}.txt"
-
-
 def mark_latest(slug: str, run_dir: Path) -> None:
     """Point ``runs/latest-<slug>.txt`` (what ``make predict`` uses) at a finished run."""
-    write_text(latest_run_file(slug), f"{run_dir}\n")
+    write_text(settings.latest_run_pointer(slug), f"{run_dir}\n")
 
 
 def latest_run(slug: str) -> Path:
     """The newest finished run for a competition (by slug)."""
-    pointer = latest_run_file(slug)
+    pointer = settings.latest_run_pointer(slug)
     if not pointer.exists():
         raise PipelineError(f"no finished run for {slug}; run `make train COMPETITION={slug}` first")
     return Path(pointer.read_text().strip())
+
+
+def find_runs(names: list[str] | None, slug: str) -> list[Path]:
+    """The named run folders (a path, or a name under ``runs/``), else the competition's newest finished run."""
+    if names:
+        return [Path(n) if Path(n).exists() else settings.runs_dir() / n for n in names]
+    return [latest_run(slug)]
 
 
 def read_config(run_dir: Path) -> dict:

@@ -1,14 +1,15 @@
 """Check a submission file against the competition before anything is uploaded: one line per refusal."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from competition import settings
 from competition.config import Competition
 from competition.errors import PipelineError
-from submissions.format import allowed_labels, expected_format, read_rows, sample_path, sidecar_path
+from competition.registry import load_competition
+from pipelines import runs as run_folders
+from submissions.format import allowed_labels, expected_format, read_rows, sample_path
+from submissions.sidecar import run_classes, try_read_sidecar
 
 
 @dataclass
@@ -24,6 +25,17 @@ class CheckReport:
         labels = (f"{self.distinct_labels} distinct labels, all the competition's" if self.labels_checked
                   else f"{self.distinct_labels} distinct labels (not checked: no train labels or run classes known)")
         return f"{self.path}: OK, {self.rows} rows, {labels}"
+
+
+def competition_of(path: Path, default: str) -> Competition:
+    """The competition a submission file belongs to: its sidecar's, else ``default``; without a sample submission,
+    with the header the file was written with (``--submission-header``)."""
+    info = try_read_sidecar(path)
+    competition = load_competition(info.get("competition", default))
+    header = info.get("submission_header")
+    if header and sample_path(competition) is None:
+        competition = competition.replace(submission_header=header)
+    return competition
 
 
 def check_submission(competition: Competition, path: Path, classes: list | None = None,
@@ -92,18 +104,10 @@ def _examples(labels: set[str], count: int = 5) -> str:
 
 def _known_classes(competition: Competition, path: Path) -> list | None:
     """A run's classes for this file: from its sidecar's runs, else the competition's newest run."""
-    candidates = []
-    sidecar = sidecar_path(path)
-    if sidecar.exists():
-        try:
-            candidates += [Path(r) for r in json.loads(sidecar.read_text()).get("runs", [])]
-        except (json.JSONDecodeError, AttributeError):
-            pass
-    pointer = settings.runs_dir() / f"latest-{competition.slug}.txt"
-    if pointer.exists():
-        candidates.append(Path(pointer.read_text().strip()))
-    for run in candidates:
-        config = run / "config.json"
-        if config.exists():
-            return json.loads(config.read_text()).get("classes")
-    return None
+    found = run_classes(path)
+    if found is not None:
+        return found
+    try:
+        return run_folders.read_config(run_folders.latest_run(competition.slug)).get("classes")
+    except PipelineError:
+        return None

@@ -1,23 +1,25 @@
 """``kip predict``, ``check-submission``, ``submit``, ``submissions`` and ``demo``: the submissions package's
-subcommands."""
+subcommands. Those that predict import TensorFlow only when they run (``submissions.make``), so checking, listing
+and uploading start at once."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from competition import settings
 from competition.errors import PipelineError
+from competition.registry import load_competition
 from pipelines.cli import add_stage, add_training_arguments, training_config
+from pipelines.runs import find_runs
+from submissions import upload
+from submissions.checker import CheckReport, check_submission, competition_of
+from submissions.listing import format_listing, list_submissions
+from submissions.sidecar import record_upload, upload_message
+from submissions.writer import newest_submission
 
 
 def resolve_runs(args) -> list[Path]:
-    from competition.registry import load_competition
-    from pipelines.runs import latest_run
-
-    if args.runs:
-        return [Path(r) if Path(r).exists() else settings.runs_dir() / r for r in args.runs]
-    return [latest_run(load_competition(args.competition).slug)]
+    return find_runs(args.runs, load_competition(args.competition).slug)
 
 
 def cmd_predict(args) -> Path | None:
@@ -36,57 +38,22 @@ def cmd_predict(args) -> Path | None:
     return made.path
 
 
-def submission_competition(path: Path, default: str):
-    """The competition a submission file belongs to: its sidecar's, else ``default``; without a sample submission,
-    with the header the file was written with (``--submission-header``)."""
-    import json
-
-    from competition.registry import load_competition
-    from submissions.format import sample_path, sidecar_path
-
-    sidecar = sidecar_path(path)
-    info = {}
-    if sidecar.exists():
-        try:
-            info = json.loads(sidecar.read_text())
-        except json.JSONDecodeError:
-            pass
-    competition = load_competition(info.get("competition", default) if isinstance(info, dict) else default)
-    header = info.get("submission_header") if isinstance(info, dict) else None
-    if header and sample_path(competition) is None:
-        competition = competition.replace(submission_header=header)
-    return competition
-
-
-def cmd_check_submission(args):
-    from submissions.checker import check_submission
-    from submissions.writer import newest_submission
-
+def cmd_check_submission(args) -> CheckReport:
     path = Path(args.file) if args.file else newest_submission(args.competition)
-    report = check_submission(submission_competition(path, args.competition), path)
+    report = check_submission(competition_of(path, args.competition), path)
     print(f"check: {report.summary()}")
     return report
 
 
 def cmd_submit(args) -> None:
     """Check the file, upload it with the kaggle client, then list the competition's recent submissions."""
-    import json
-
-    from submissions import upload
-    from submissions.format import sidecar_path
-    from submissions.writer import newest_submission
-
     path = Path(args.file) if args.file else newest_submission(args.competition)
-    competition = submission_competition(path, args.competition)
+    competition = competition_of(path, args.competition)
     cmd_check_submission(argparse.Namespace(file=str(path), competition=competition.slug))
-    scores = {}
-    if sidecar_path(path).exists():
-        scores = json.loads(sidecar_path(path).read_text()).get("scores") or {}
-    val = scores.get("val_accuracy")
-    message = args.message or f"{sidecar_path(path).stem}" + (f" val_accuracy={val:.4f}" if val is not None else "")
+    message = args.message or upload_message(path)
     print(f"submit: uploading {path} to {competition.slug} ({message})")
     done = upload.submit(path, message, competition.slug)
-    upload.record_upload(path, competition.slug, message, done)
+    record_upload(path, competition.slug, message, done)
     print(f"submit: Kaggle says: {done.message}" + (f" (ref {done.ref})" if done.ref else ""))
     try:
         left = upload.remaining_today(competition.slug)
@@ -101,8 +68,6 @@ def cmd_submit(args) -> None:
 
 
 def cmd_submissions(args) -> None:
-    from submissions.listing import format_listing, list_submissions
-
     for line in format_listing(list_submissions(args.competition)):
         print(line)
 

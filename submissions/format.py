@@ -139,14 +139,6 @@ def _open_text(path: Path):
     return open(path, newline="", encoding="utf-8-sig")
 
 
-def sidecar_path(path: Path) -> Path:
-    """The JSON beside a submission: ``x.json`` for ``x.csv``, and for ``x.csv.gz`` or ``x.zip`` made from it."""
-    path = Path(path)
-    if path.suffix.lower() in READ_AS:
-        path = path.with_suffix("")
-    return path.with_suffix(".json")
-
-
 def allowed_labels(competition: Competition, classes: list | None = None) -> set[str] | None:
     """The competition's label values as text: train (and val) CSV labels or class folder names, else ``classes``
     (a run's). None when neither is known, so the labels cannot be checked."""

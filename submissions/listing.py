@@ -1,11 +1,11 @@
 """The local submission files, newest first, with the validation scores their sidecars record."""
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
 from competition import settings
+from submissions.sidecar import try_read_sidecar
 
 
 def list_submissions(slug: str | None = None) -> list[dict]:
@@ -15,12 +15,7 @@ def list_submissions(slug: str | None = None) -> list[dict]:
     for path in folder.glob("*.csv") if folder.exists() else []:
         if path.name.startswith("."):  # a temporary file being written
             continue
-        info = {}
-        if path.with_suffix(".json").exists():
-            try:
-                info = json.loads(path.with_suffix(".json").read_text())
-            except json.JSONDecodeError:
-                info = {}
+        info = try_read_sidecar(path)
         if slug is not None and info.get("competition") not in (slug, None):
             continue
         scores = info.get("scores") or {}

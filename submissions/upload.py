@@ -3,15 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from competition.download import explain_kaggle_error, kaggle_api, redact
 from competition.errors import PipelineError
-from competition.fileio import write_json
-from submissions.format import sidecar_path
 
 # kaggle 2.x does not raise on a failed upload: competition_submit returns a response with this message
 UPLOAD_FAILED = "Could not submit to competition"
@@ -89,17 +85,3 @@ def format_submissions(rows: list[dict]) -> list[str]:
         lines.append(f"{r['date']:19}  {r['status']:8}  {score:>8}  {r['file'][:40]:40}  {r['description']}"
                      + (f"  ({r['error']})" if r["error"] else ""))
     return lines
-
-
-def record_upload(path: Path, slug: str, message: str, submitted: Submitted) -> None:
-    """Note an accepted upload in the file's sidecar JSON (the submission itself is never touched); a ``.csv.gz``
-    or ``.zip`` shares the sidecar of the CSV it was made from, so that CSV counts as uploaded too."""
-    sidecar = sidecar_path(path)
-    try:
-        info = json.loads(sidecar.read_text()) if sidecar.exists() else {"competition": slug, "file": Path(path).name}
-    except json.JSONDecodeError:
-        return
-    info.setdefault("uploads", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "competition": slug,
-                                           "file": Path(path).name, "message": message, "kaggle": submitted.message,
-                                           "ref": submitted.ref})
-    write_json(sidecar, info)

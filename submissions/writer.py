@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -11,9 +9,11 @@ import pandas as pd
 from competition import settings
 from competition.config import Competition
 from competition.errors import PipelineError
-from competition.fileio import atomic_path, write_json, write_text
+from competition.fileio import atomic_path, write_text
+from pipelines import runs as run_folders
 from submissions.checker import check_submission
-from submissions.format import SubmissionFormat, expected_format, sample_path, sidecar_path
+from submissions.format import SubmissionFormat, expected_format, sample_path
+from submissions.sidecar import is_uploaded, write_sidecar
 
 
 def prediction_name(runs: list, tta: bool = False) -> str:
@@ -47,7 +47,7 @@ def write_submission(competition: Competition, ids: list[str], labels: list, pat
     """
     fmt = expected_format(competition)
     predicted = _match_ids(fmt, [str(i) for i in ids], list(labels))
-    classes = _run_classes(details)
+    classes = _run_classes((details or {}).get("runs", []))
     frame = pd.DataFrame({fmt.id_column: fmt.ids, fmt.label_column: [predicted[i] for i in fmt.ids]})
     frame = frame[fmt.header]
     path = unuploaded_path(Path(path))
@@ -56,8 +56,8 @@ def write_submission(competition: Competition, ids: list[str], labels: list, pat
         report = check_submission(competition, tmp, classes=classes, name=path)  # never leave a file Kaggle refuses
     if fmt.source != sample_path(competition):  # check-submission reads it back: nothing else knows this header
         details = {**(details or {}), "submission_header": fmt.header}
-    write_json(sidecar_path(path), sidecar(competition, path, details, report))
-    write_text(latest_submission_file(competition.slug), f"{path}\n")
+    write_sidecar(path, competition.slug, details, report.rows)
+    write_text(settings.latest_submission_pointer(competition.slug), f"{path}\n")
     return path
 
 
@@ -65,18 +65,10 @@ def unuploaded_path(path: Path) -> Path:
     """``path``, else the first of ``<stem>-2<suffix>``, ``-3``, ... not recorded as uploaded: a file Kaggle scored
     is never overwritten (an unreadable sidecar counts as uploaded)."""
     candidate, number = path, 1
-    while candidate.exists() and _uploaded(candidate):
+    while candidate.exists() and is_uploaded(candidate):
         number += 1
         candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
     return candidate
-
-
-def _uploaded(path: Path) -> bool:
-    side = sidecar_path(path)
-    try:
-        return bool(json.loads(side.read_text()).get("uploads")) if side.exists() else False
-    except (json.JSONDecodeError, AttributeError, OSError):
-        return True
 
 
 def _match_ids(fmt: SubmissionFormat, ids: list[str], labels: list) -> dict:
@@ -93,48 +85,18 @@ def _match_ids(fmt: SubmissionFormat, ids: list[str], labels: list) -> dict:
     return predicted
 
 
-def _run_classes(details: dict | None) -> list | None:
-    for run in (details or {}).get("runs", []):
-        config = Path(run) / "config.json"
-        if config.exists():
-            return json.loads(config.read_text()).get("classes")
+def _run_classes(runs: list) -> list | None:
+    for run in runs:
+        try:
+            return run_folders.read_config(Path(run)).get("classes")
+        except PipelineError:
+            continue
     return None
-
-
-def sidecar(competition: Competition, path: Path, details: dict | None, report=None) -> dict:
-    """The sidecar JSON: file, competition, time, runs with their model, settings and validation scores."""
-    details = dict(details or {})
-    runs = []
-    for run in details.get("runs", []):
-        run = Path(run)
-        config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
-        metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
-        runs.append({"run": run.name, "path": str(run), "model": config.get("arch"),
-                     "settings": {k: v for k, v in config.items() if k not in ("classes",)},
-                     "scores": {k: v for k, v in metrics.items() if k.startswith("val_")}})
-    scores = {}
-    if runs:
-        for key in sorted({k for r in runs for k in r["scores"]}):
-            values = [r["scores"][key] for r in runs if isinstance(r["scores"].get(key), (int, float))]
-            if values:
-                scores[key] = sum(values) / len(values)
-    if details.get("val_accuracy") is not None:
-        scores["val_accuracy"] = details["val_accuracy"]
-    return {**details, "competition": competition.slug, "file": path.name,
-            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "model": "+".join(sorted({str(r["model"]) for r in runs})) if runs else details.get("model"),
-            "run": runs[0]["run"] if len(runs) == 1 else details.get("run", path.stem),
-            "run_details": runs, "scores": scores,
-            "rows": getattr(report, "rows", None)}
-
-
-def latest_submission_file(slug: str) -> Path:
-    return settings.submissions_dir() / f"latest-{slug}.txt"
 
 
 def newest_submission(slug: str) -> Path:
     """The submission most recently written for ``slug``."""
-    pointer = latest_submission_file(slug)
+    pointer = settings.latest_submission_pointer(slug)
     path = Path(pointer.read_text().strip()) if pointer.exists() else None
     if path is None or not path.exists():
         raise PipelineError(f"no submission for {slug} in {settings.submissions_dir()}; run `make predict` first")

@@ -41,7 +41,8 @@ def test_no_submissions_says_what_to_do(home):
 
 
 def test_an_uploaded_file_and_the_one_written_after_it_are_both_listed(tiny, home):
-    from submissions.upload import Submitted, record_upload
+    from submissions.sidecar import record_upload
+    from submissions.upload import Submitted
 
     first = write(tiny, home, "cnn-20261101-000000", 0.61, 1_700_000_000)
     record_upload(first, tiny, "try", Submitted(message="Successfully submitted", ref=1))

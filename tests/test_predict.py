@@ -4,7 +4,8 @@ import pandas as pd
 from competition.registry import load_competition
 from pipelines.predict import predict, save_probabilities
 from pipelines.train import TrainConfig, train
-from submissions.upload import Submitted, record_upload
+from submissions.sidecar import record_upload
+from submissions.upload import Submitted
 from submissions.writer import newest_submission, score_submission, submission_path, write_submission
 from tests.conftest import write_class_folders
 

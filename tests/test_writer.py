@@ -7,7 +7,8 @@ from competition.errors import PipelineError
 from competition.registry import load_competition
 from pipelines.data import list_split
 from submissions.format import parse_header
-from submissions.upload import Submitted, record_upload
+from submissions.sidecar import record_upload
+from submissions.upload import Submitted
 from submissions.writer import newest_submission, prediction_name, submission_name, submission_path, write_submission
 from tests.conftest import write_class_folders, write_competition
 
