@@ -19,9 +19,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from pipelines.config import TrainConfig  # noqa: E402
+from pipelines.inputs import label_targets, make_augmenter, make_tf_dataset  # noqa: E402
 from pipelines.models import build_model  # noqa: E402
 from pipelines.normalize import fit_standardizer  # noqa: E402
-from pipelines.train import TrainConfig, build_for_training, make_augmenter, make_tf_dataset, resolve_precision  # noqa: E402
+from pipelines.recipe import build_for_training, resolve_precision  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -71,9 +73,8 @@ def ours(arch: str, x: np.ndarray, y: np.ndarray, num_classes: int, epochs: int 
     steps = len(x) // config.batch_size
     keras.utils.set_random_seed(0)
     model, _ = build_for_training(config, x.shape[1:], num_classes, steps, precision)
-    ds = make_tf_dataset(x, y, fit_standardizer(x), config.batch_size, shuffle=True, binary=num_classes == 2,
-                         num_classes=None if num_classes == 2 else num_classes,
-                         augment=make_augmenter(config), drop_remainder=True)
+    ds = make_tf_dataset(x, label_targets(y, num_classes), fit_standardizer(x), config.batch_size, shuffle_seed=0,
+                         augment=make_augmenter(config))
     timer = EpochTimer()
     model.fit(ds, epochs=epochs + 1, verbose=0, shuffle=False, callbacks=[timer])
     keras.backend.clear_session()

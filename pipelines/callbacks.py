@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -31,6 +32,19 @@ class BestCheckpoint(keras.callbacks.Callback):
                 self.model.save(tmp)
 
 
+@dataclass(frozen=True)
+class Budget:
+    """A time budget for fitting: ``seconds`` of which ``margin`` is planned, ``steps_per_epoch``, at most
+    ``max_epochs``; the first epoch's steps ``warmup_steps`` .. ``+ measure_steps`` are timed for the first plan."""
+
+    seconds: float
+    steps_per_epoch: int
+    max_epochs: int
+    margin: float = 0.98
+    warmup_steps: int = 3
+    measure_steps: int = 10
+
+
 class TimeBudget(keras.callbacks.Callback):
     """Fit the number of epochs to a time budget from the measured speed of training, and keep it fitted.
 
@@ -41,16 +55,15 @@ class TimeBudget(keras.callbacks.Callback):
     in ``plan.json`` so a resumed run keeps it. ``clock`` (seconds) is injectable so tests need no real time.
     """
 
-    def __init__(self, seconds: float, schedule, steps_per_epoch: int, max_epochs: int, plan_path: Path | None,
-                 progbar=None, warmup_steps: int = 3, measure_steps: int = 10, margin: float = 0.98,
-                 verbose: int = 1, clock: Callable[[], float] = time.perf_counter):
+    def __init__(self, budget: Budget, schedule, plan_path: Path | None, progbar=None, verbose: int = 1,
+                 clock: Callable[[], float] = time.perf_counter):
         super().__init__()
-        self.seconds, self.schedule, self.steps_per_epoch = seconds, schedule, steps_per_epoch
-        self.max_epochs, self.plan_path, self.progbar = max_epochs, plan_path, progbar
-        self.warmup_steps = min(warmup_steps, max(steps_per_epoch - 2, 0))
-        self.measure_steps = max(1, min(measure_steps, steps_per_epoch - self.warmup_steps - 1))
-        self.margin, self.verbose, self.clock = margin, verbose, clock
-        self.planned = max_epochs
+        self.seconds, self.schedule, self.steps_per_epoch = budget.seconds, schedule, budget.steps_per_epoch
+        self.max_epochs, self.plan_path, self.progbar = budget.max_epochs, plan_path, progbar
+        self.warmup_steps = min(budget.warmup_steps, max(self.steps_per_epoch - 2, 0))
+        self.measure_steps = max(1, min(budget.measure_steps, self.steps_per_epoch - self.warmup_steps - 1))
+        self.margin, self.verbose, self.clock = budget.margin, verbose, clock
+        self.planned = self.max_epochs
         self.spent_before = 0.0  # budget used by the sessions of a resumed run
         self.resumed = plan_path is not None and Path(plan_path).exists()
         if self.resumed:

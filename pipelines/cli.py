@@ -40,7 +40,7 @@ def cmd_data(args) -> None:
 
 def cmd_report(args) -> None:
     from competition.registry import load_competition
-    from pipelines.report import data_report
+    from pipelines.data_report import data_report
 
     competition = load_competition(args.competition)
     report = data_report(competition)

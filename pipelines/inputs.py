@@ -52,31 +52,32 @@ def make_augmenter(config: TrainConfig, seed: int = 0):
     return augment
 
 
-def make_tf_dataset(images, labels, standardizer: Standardizer, batch_size: int, shuffle: bool = False,
-                    seed: int = 0, binary: bool = False, num_classes: int | None = None, augment=None,
-                    drop_remainder: bool = False):
-    """uint8 arrays -> shuffled, batched, augmented, standardized, prefetched ``tf.data.Dataset``.
+def label_targets(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Class ids -> training targets: one float column for two classes (the sigmoid unit), else one-hot (what label
+    smoothing, mixup and cutmix need)."""
+    if num_classes == 2:
+        return labels.astype(np.float32).reshape(-1, 1)
+    return np.eye(num_classes, dtype=np.float32)[labels]
 
-    With ``num_classes`` the labels are one-hot (what label smoothing, mixup and cutmix need); two classes
-    give one float label column for the sigmoid unit. Augmentation runs on whole batches in 0..255, before
-    the standardization, in parallel with training.
+
+def make_tf_dataset(images, targets, standardizer: Standardizer, batch_size: int, shuffle_seed: int | None = None,
+                    augment=None):
+    """uint8 arrays -> batched, (augmented,) standardized, prefetched ``tf.data.Dataset``.
+
+    ``targets`` None gives images only, in order (prediction). With ``shuffle_seed`` the order is reshuffled every
+    epoch and only whole batches are kept (training; a set smaller than one batch is one batch). Augmentation runs
+    on whole batches in 0..255, before the standardization, in parallel with training.
     """
     mean = tf.constant(standardizer.mean, tf.float32)
     scale = tf.constant(standardizer.scale, tf.float32)
-    normalize = lambda x: (tf.cast(x, tf.float32) - mean) / scale  # noqa: E731
-    if labels is None:
+    if targets is None:
+        normalize = lambda x: (tf.cast(x, tf.float32) - mean) / scale
         ds = tf.data.Dataset.from_tensor_slices(images)
         return ds.batch(batch_size).map(normalize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-    if binary:
-        labels = labels.astype(np.float32).reshape(-1, 1)
-    elif num_classes:
-        labels = np.eye(num_classes, dtype=np.float32)[labels]
-    else:
-        labels = labels.astype(np.int64)
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
-    if shuffle:
-        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder and len(images) >= batch_size)
+    ds = tf.data.Dataset.from_tensor_slices((images, targets))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=shuffle_seed is not None and len(images) >= batch_size)
 
     def prepare(x, y):
         x = tf.cast(x, tf.float32)

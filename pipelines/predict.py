@@ -11,8 +11,9 @@ from competition.errors import PipelineError
 from competition.fileio import atomic_path
 from competition.registry import load_competition
 from pipelines.data import load_split, read_image
+from pipelines.inference import predict_probabilities
 from pipelines.normalize import Standardizer
-from pipelines.train import load_config, predict_probabilities
+from pipelines.runs import read_config
 
 
 @dataclass
@@ -34,7 +35,7 @@ def check_runs(runs: list[Path]) -> list[dict]:
     """The runs' configs, checked to be of one competition and class list."""
     if not runs:
         raise PipelineError("no run to predict with; train one first")
-    configs = [load_config(run) for run in runs]
+    configs = [read_config(run) for run in runs]
     slugs = {c["competition"] for c in configs}
     if len(slugs) > 1 or any(c["classes"] != configs[0]["classes"] for c in configs):
         raise PipelineError(f"runs {', '.join(map(str, runs))} are not of one competition and class list")

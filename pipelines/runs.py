@@ -151,8 +151,6 @@ def read_config(run_dir: Path) -> dict:
         raise PipelineError(f"{path}: not valid JSON; the run folder is damaged, retrain it") from None
 
 
-load_config = read_config
-
 
 def read_metrics(run_dir: Path) -> dict | None:
     """A finished run's ``metrics.json``, or None while it has not finished."""

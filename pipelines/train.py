@@ -17,11 +17,11 @@ from competition.errors import PipelineError
 from competition.fileio import atomic_path, write_json
 from competition.registry import load_competition
 from pipelines import plots, runs
-from pipelines.callbacks import BestCheckpoint, TimeBudget
+from pipelines.callbacks import BestCheckpoint, Budget, TimeBudget
 from pipelines.config import TrainConfig
 from pipelines.data import Dataset, load_dataset
 from pipelines.inference import predict_probabilities
-from pipelines.inputs import make_augmenter, make_tf_dataset
+from pipelines.inputs import label_targets, make_augmenter, make_tf_dataset
 from pipelines.metrics import scores
 from pipelines.models import option_problems
 from pipelines.normalize import fit_standardizer
@@ -55,6 +55,35 @@ def progress_verbosity(verbose: int) -> int:
     return verbose if verbose != 1 or sys.stdout.isatty() else 2
 
 
+@dataclass
+class Session:
+    """What a run trains with, all made before its folder exists: settings, data, the compiled model."""
+
+    config: TrainConfig
+    dataset: Dataset
+    model: keras.Model
+    schedule: object  # the WarmupSchedule, or None for a constant learning rate
+    steps_per_epoch: int
+    precision: str
+    slug: str
+
+
+def prepare_session(config: TrainConfig, dataset: Dataset | None = None) -> Session:
+    """Check every setting, load the data (unless given) and build the model: whatever can fail on bad input fails
+    here, before any run folder is made."""
+    check_config(config)
+    competition = load_competition(config.competition)
+    precision = resolve_precision(config.precision)
+    if dataset is None:
+        dataset = load_dataset(competition, seed=config.seed, progress=config.verbose > 0)
+    if dataset.num_classes < 2:
+        raise PipelineError(f"{competition.split_path('train')}: only one class; nothing to learn")
+    keras.utils.set_random_seed(config.seed)
+    steps_per_epoch = max(len(dataset.train) // config.batch_size, 1)
+    model, schedule = build_for_training(config, dataset.input_shape, dataset.num_classes, steps_per_epoch, precision)
+    return Session(config, dataset, model, schedule, steps_per_epoch, precision, competition.slug)
+
+
 def train(config: TrainConfig, dataset: Dataset | None = None, callbacks: list | tuple = (),
           run_dir: Path | None = None, lean: bool = False,
           clock: Callable[[], float] = time.perf_counter) -> RunResult:
@@ -66,90 +95,75 @@ def train(config: TrainConfig, dataset: Dataset | None = None, callbacks: list |
     numbers matter: no resumable backup, TensorBoard log or plots, and the best epoch's weights are kept in memory
     (``EarlyStopping(restore_best_weights=True)``) and saved once at the end. ``clock`` drives the time budget.
     """
-    check_config(config)
-    competition = load_competition(config.competition)
-    precision = resolve_precision(config.precision)
-    if dataset is None:
-        dataset = load_dataset(competition, seed=config.seed, progress=config.verbose > 0)
-    if dataset.num_classes < 2:
-        raise PipelineError(f"{competition.split_path('train')}: only one class; nothing to learn")
-    binary = dataset.num_classes == 2
+    session = prepare_session(config, dataset)
+    lock = claim_folder(config, run_dir, lean)
+    try:
+        return fit(session, lock.run_dir, callbacks, lean, clock)
+    finally:
+        lock.release()
 
-    keras.utils.set_random_seed(config.seed)
-    drop = len(dataset.train) >= config.batch_size
-    steps_per_epoch = len(dataset.train) // config.batch_size if drop else 1
-    model, schedule = build_for_training(config, dataset.input_shape, dataset.num_classes, steps_per_epoch, precision)
 
-    if run_dir is not None:  # a tuning trial's folder, or a run named to resume
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        lock = None if lean else runs.RunLock.try_claim(run_dir)
-        if not lean and lock is None:
+def claim_folder(config: TrainConfig, run_dir: Path | None, lean: bool) -> runs.RunLock:
+    """The run folder, claimed: ``run_dir`` (a trial's, or one named to resume), else the unfinished run of the same
+    settings that no live process holds, else a new ``runs/<arch>-<time>/``."""
+    if run_dir is not None:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        lock = runs.RunLock.try_claim(Path(run_dir))
+        if lock is None:
             raise PipelineError(f"{run_dir}: another process is training in this run folder; wait for it or "
                                 f"give another folder")
+        return lock
+    lock = None if lean else runs.claim_unfinished_run(config)
+    if lock is not None and config.verbose:
+        print(f"train: resuming the unfinished run {lock.run_dir}")
+    return lock or runs.new_run(config.arch)
+
+
+def run_callbacks(session: Session, run_dir: Path, lean: bool, clock, progbar) -> list:
+    """The time budget, best-model keeping (resumable checkpoint and backup, or weights in memory for a lean
+    trial), early stopping, the CSV log and the progress bar."""
+    config, model_path = session.config, run_dir / "model.keras"
+    out = []
+    if config.minutes > 0:
+        out.append(TimeBudget(Budget(config.minutes * 60, session.steps_per_epoch, config.epochs), session.schedule,
+                              None if lean else run_dir / "plan.json", progbar=progbar, verbose=config.verbose,
+                              clock=clock))
+    if lean:
+        out.append(keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience,
+                                                 restore_best_weights=True))
     else:
-        lock = None if lean else runs.claim_unfinished_run(config)
-        if lock is not None and config.verbose:
-            print(f"train: resuming the unfinished run {lock.run_dir}")
-        lock = lock or runs.new_run(config.arch)
-        run_dir = lock.run_dir
-    try:
-        return _fit(config, dataset, model, schedule, run_dir, steps_per_epoch, precision, binary, competition.slug,
-                    callbacks, lean, clock)
-    finally:
-        if lock is not None:
-            lock.release()
+        before = runs.read_history(run_dir).get(MONITOR, [])
+        out += [keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
+                BestCheckpoint(model_path, monitor=MONITOR,
+                               best=max(before) if before and model_path.exists() else -math.inf),
+                keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
+                keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience)]
+    out.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True))
+    return out + ([progbar] if progbar else [])
 
 
-def _fit(config, dataset, model, schedule, run_dir, steps_per_epoch, precision, binary, slug, callbacks, lean,
-         clock) -> RunResult:
+def fit(session: Session, run_dir: Path, callbacks, lean: bool, clock) -> RunResult:
+    """Fit in ``run_dir`` (claimed by the caller), then evaluate the best epoch's model and write the metrics."""
+    config, dataset, model = session.config, session.dataset, session.model
     standardizer = fit_standardizer(dataset.train.images, mode=config.normalization)
     standardizer.save(run_dir / "normalization.npz")
     write_json(run_dir / "config.json", {
-        **dataclasses.asdict(config),
-        "slug": slug,
-        "classes": dataset.classes,
-        "input_shape": list(dataset.input_shape),
-        "num_classes": dataset.num_classes,
-        "train_size": len(dataset.train),
-        "val_size": len(dataset.val),
-        "precision_used": precision,
-    })
-    one_hot = None if binary else dataset.num_classes
-    train_ds = make_tf_dataset(dataset.train.images, dataset.train.labels, standardizer, config.batch_size,
-                               shuffle=True, seed=config.seed, binary=binary, num_classes=one_hot,
-                               augment=make_augmenter(config, seed=config.seed), drop_remainder=True)
-    val_ds = make_tf_dataset(dataset.val.images, dataset.val.labels, standardizer, config.batch_size * 2,
-                             binary=binary, num_classes=one_hot)
-
-    model_path = run_dir / "model.keras"
-    before = runs.read_history(run_dir).get(MONITOR, [])
+        **dataclasses.asdict(config), "slug": session.slug, "classes": dataset.classes,
+        "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes,
+        "train_size": len(dataset.train), "val_size": len(dataset.val), "precision_used": session.precision})
+    train_ds = make_tf_dataset(dataset.train.images, label_targets(dataset.train.labels, dataset.num_classes),
+                               standardizer, config.batch_size, shuffle_seed=config.seed,
+                               augment=make_augmenter(config, seed=config.seed))
+    val_ds = make_tf_dataset(dataset.val.images, label_targets(dataset.val.labels, dataset.num_classes),
+                             standardizer, config.batch_size * 2)
     verbose = progress_verbosity(config.verbose)
     progbar = keras.callbacks.ProgbarLogger() if verbose else None
-    budget = None
-    if config.minutes > 0:
-        budget = TimeBudget(config.minutes * 60, schedule, steps_per_epoch, config.epochs,
-                            None if lean else run_dir / "plan.json", progbar=progbar, verbose=config.verbose,
-                            clock=clock)
-    if lean:
-        keeping = [keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience,
-                                                 restore_best_weights=True)]
-    else:
-        keeping = [
-            keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
-            BestCheckpoint(model_path, monitor=MONITOR,
-                           best=max(before) if before and model_path.exists() else -math.inf),
-            keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
-            keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience),
-        ]
-    run_callbacks = [*([budget] if budget else []), *keeping,
-                     keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-                     *([progbar] if progbar else []), *callbacks]
     started = time.perf_counter()
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose, shuffle=False,
-              callbacks=run_callbacks)
+              callbacks=run_callbacks(session, run_dir, lean, clock, progbar) + list(callbacks))
     train_seconds = time.perf_counter() - started
     history = runs.read_history(run_dir)
+    model_path = run_dir / "model.keras"
     if lean and history.get(MONITOR):
         with atomic_path(model_path) as tmp:
             model.save(tmp)  # EarlyStopping restored the best epoch's weights
@@ -166,7 +180,7 @@ def _fit(config, dataset, model, schedule, run_dir, steps_per_epoch, precision, 
         "epochs_run": len(history.get("loss", [])),
         "best_epoch": int(np.argmax(history[MONITOR])) + 1 if history.get(MONITOR) else None,
         "train_seconds": round(train_seconds, 1),
-        "precision": precision,
+        "precision": session.precision,
         "val_per_class": val["per_class"],
     }
     if not lean:
@@ -176,10 +190,5 @@ def _fit(config, dataset, model, schedule, run_dir, steps_per_epoch, precision, 
     write_json(run_dir / "metrics.json", metrics)
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     if not lean:  # a tuning trial is not a run for `make predict`
-        runs.mark_latest(slug, run_dir)
+        runs.mark_latest(session.slug, run_dir)
     return RunResult(run_dir=run_dir, metrics=metrics, history=history)
-
-
-# Until every caller imports from the owning modules (pipelines.runs, .recipe, .inputs, .inference, .metrics).
-from pipelines.recipe import WarmupSchedule, make_optimizer  # noqa: E402,F401
-from pipelines.runs import latest_run, load_config, unfinished_run  # noqa: E402,F401

@@ -39,7 +39,8 @@ def test_predict_writes_probabilities_and_prints_the_top_classes_of_an_image(tin
     import numpy as np
 
     from kip import main
-    from pipelines.train import TrainConfig, train
+    from pipelines.config import TrainConfig
+    from pipelines.train import train
 
     train(TrainConfig(competition=tiny, epochs=1, batch_size=8, minutes=0, verbose=0))
     assert main(["predict", "--competition", tiny, "--tta"]) == 0

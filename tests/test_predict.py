@@ -2,8 +2,9 @@ import numpy as np
 import pandas as pd
 
 from competition.registry import load_competition
+from pipelines.config import TrainConfig
 from pipelines.predict import predict, save_probabilities
-from pipelines.train import TrainConfig, train
+from pipelines.train import train
 from submissions.sidecar import record_upload
 from submissions.upload import Submitted
 from submissions.writer import newest_submission, score_submission, submission_path, write_submission

@@ -7,17 +7,11 @@ import pytest
 import tensorflow as tf
 
 from competition.errors import PipelineError
-from pipelines.train import (
-    TrainConfig,
-    WarmupSchedule,
-    build_for_training,
-    latest_run,
-    make_augmenter,
-    make_optimizer,
-    resolve_precision,
-    train,
-    unfinished_run,
-)
+from pipelines.config import TrainConfig
+from pipelines.inputs import make_augmenter
+from pipelines.recipe import WarmupSchedule, build_for_training, make_optimizer, resolve_precision
+from pipelines.runs import latest_run, unfinished_run
+from pipelines.train import train
 from tests.conftest import FakeClock, ticking, write_competition
 
 
@@ -45,8 +39,9 @@ def test_train_writes_a_complete_run_folder(tiny, home):
 def test_lean_run_for_tuning_keeps_the_numbers_and_the_best_model_only(tiny, home):
     from competition.registry import load_competition
     from pipelines.data import load_dataset
+    from pipelines.inference import predict_probabilities
+    from pipelines.metrics import scores
     from pipelines.normalize import Standardizer
-    from pipelines.train import predict_probabilities, scores
 
     result = train(TrainConfig(competition=tiny, epochs=3, batch_size=8, verbose=0), run_dir=home / "trial", lean=True)
     run = result.run_dir

@@ -17,7 +17,7 @@ from kip import main
 from pipelines.config import TrainConfig
 from pipelines.data import load_dataset
 from tests.conftest import FakeClock
-from tuning.search import best_params_path, make_objective, tune
+from tuning.search import TuneOptions, best_params_path, make_objective, tune
 from tuning.space import build_space
 from tuning.storage import open_storage
 
@@ -31,8 +31,8 @@ def db_url(home: Path) -> str:
 def test_study_is_stored_in_sqlite_and_resumes(tiny, home, capsys):
     config = TrainConfig(competition=tiny, verbose=0)
     space = build_space("cnn", QUICK)
-    tune(config, n_trials=2, space=space)
-    study = tune(config, n_trials=1, space=space)
+    tune(config, space, TuneOptions(trials=2))
+    study = tune(config, space, TuneOptions(trials=1))
     assert (home / "tuning" / "studies.db").exists()
     assert len(study.trials) == 3
     loaded = optuna.load_study(study_name="tiny-cnn", storage=db_url(home))
@@ -105,7 +105,7 @@ def test_the_demo_never_uses_tuned_parameters(home, monkeypatch):
 
 
 def test_compare_with_default_needs_the_untuned_recipe_in_the_space():
-    from tuning.search import compare_with_default
+    from tuning.storage import compare_with_default
 
     def study_with(values, moved=()):
         study = optuna.create_study(direction="maximize")
@@ -132,7 +132,7 @@ def test_failing_trials_are_recorded_with_their_reason_and_the_study_goes_on(tin
         return real_train(config, **kwargs)
 
     monkeypatch.setattr(tuning.search, "train", flaky_train)
-    study = tune(TrainConfig(competition=tiny, verbose=0), n_trials=3, space=build_space("cnn", QUICK))
+    study = tune(TrainConfig(competition=tiny, verbose=0), build_space("cnn", QUICK), TuneOptions(trials=3))
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
     assert "ResourceExhaustedError" in study.trials[0].user_attrs["fail_reason"]
     assert "NaN" in study.trials[1].user_attrs["fail_reason"]
@@ -202,7 +202,7 @@ def test_sigkill_mid_study_loses_no_finished_trial_and_resumes(tiny, home):
 
 
 def test_two_local_workers_share_one_study(tiny, home):
-    study = tune(TrainConfig(competition=tiny, verbose=0), n_trials=4, workers=2, space=build_space("cnn", QUICK))
+    study = tune(TrainConfig(competition=tiny, verbose=0), build_space("cnn", QUICK), TuneOptions(trials=4, workers=2))
     trials = study.get_trials()
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
@@ -215,8 +215,8 @@ def test_minutes_budget_stops_starting_trials(tiny, home):
     # an injected clock that moves 1 s at every reading: a 3.5 s budget is read at the end of the first trial's
     # epoch (1 s), after it (2 s), at the end of the second's epoch (3 s) and after it (4 s): then no new trial
     clock = FakeClock(step=1.0)
-    study = tune(TrainConfig(competition=tiny, verbose=0), n_trials=None, timeout=3.5, space=build_space("cnn", QUICK),
-                 clock=clock)
+    study = tune(TrainConfig(competition=tiny, verbose=0), build_space("cnn", QUICK),
+                 TuneOptions(trials=None, minutes=3.5 / 60), clock=clock)
     assert len(study.trials) == 2
     assert all(t.state == TrialState.COMPLETE for t in study.trials)  # a trial under way is let finish its epochs
 
@@ -225,8 +225,8 @@ def test_a_trial_running_past_the_minutes_budget_is_pruned_at_the_end_of_its_epo
     space = build_space("cnn", ["epochs=50", "batch_size=8"])
     # the budget is gone by the end of the first epoch: opening the study took it all, yet one trial runs
     clock = FakeClock(step=1.0)
-    study = tune(TrainConfig(competition=tiny, verbose=0), n_trials=None, timeout=0.5, space=space, pruner="none",
-                 clock=clock)
+    study = tune(TrainConfig(competition=tiny, verbose=0), space, TuneOptions(trials=None, minutes=0.5 / 60,
+                                                                          pruner="none"), clock=clock)
     [trial] = study.trials  # started within the budget, stopped after it
     assert trial.state == TrialState.PRUNED
     assert list(trial.intermediate_values) == [0]  # pruned at the end of its first epoch, not after 50
@@ -235,6 +235,6 @@ def test_a_trial_running_past_the_minutes_budget_is_pruned_at_the_end_of_its_epo
 
 def test_a_spent_budget_still_runs_one_trial(tiny, home):
     clock = FakeClock()
-    study = tune(TrainConfig(competition=tiny, verbose=0), n_trials=None, timeout=0.0, space=build_space("cnn", QUICK),
-                 clock=clock)
+    study = tune(TrainConfig(competition=tiny, verbose=0), build_space("cnn", QUICK),
+                 TuneOptions(trials=None, minutes=0.0), clock=clock)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE]

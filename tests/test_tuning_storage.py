@@ -141,11 +141,11 @@ def test_postgresql_several_workers_share_one_study(postgres_url):
 
 
 def test_tune_runs_on_postgresql(postgres_url, tiny, home):
-    from pipelines.train import TrainConfig
-    from tuning.search import best_params_path, tune
+    from pipelines.config import TrainConfig
+    from tuning.search import TuneOptions, best_params_path, tune
     from tuning.space import build_space
 
-    study = tune(TrainConfig(competition=tiny, verbose=0), n_trials=2, storage=postgres_url,
-                 space=build_space("cnn", ["epochs=1", "batch_size=8"]))
+    study = tune(TrainConfig(competition=tiny, verbose=0), build_space("cnn", ["epochs=1", "batch_size=8"]),
+                 TuneOptions(trials=2, storage=postgres_url))
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert json.loads(best_params_path(tiny, "cnn").read_text())["study"] == "tiny-cnn"

@@ -215,7 +215,8 @@ def test_download_before_the_rules_are_accepted_says_so(tiny, home):
 
 @pytest.mark.slow
 def test_make_submit_RUNS_predicts_with_those_runs_then_uploads(server, home):
-    from pipelines.train import TrainConfig, train
+    from pipelines.config import TrainConfig
+    from pipelines.train import train
 
     runs = [train(TrainConfig(competition="tiny", epochs=1, batch_size=8, seed=s, verbose=0)).run_dir for s in (1, 2)]
     result = run(["submit", f"RUNS={runs[0].name} {runs[1].name}", "COMPETITION=tiny"], home,

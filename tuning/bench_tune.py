@@ -97,10 +97,9 @@ def run_interleaved(config, dataset, space, pruners: list[str], minutes: float) 
     Taking turns spreads the load of a shared machine evenly over the modes, where running them one after the other
     would let a busy spell fall on one mode only.
     """
-    import optuna
 
-    from tuning.search import TuneOptions, run_trials
-    from tuning.storage import open_storage
+    from tuning.search import Search, TuneOptions, run_trials
+    from tuning.storage import count_states, load_study
 
     epochs = space.params.get("epochs")
     max_epochs = epochs.high if epochs is not None else int(space.fixed.get("epochs", config.epochs))
@@ -112,23 +111,23 @@ def run_interleaved(config, dataset, space, pruners: list[str], minutes: float) 
             if wall[pruner] >= budget:
                 continue
             cpu0, wall0 = time.process_time(), time.perf_counter()
-            run_trials(config, space, f"bench-{pruner}", TuneOptions(pruner=pruner, max_epochs=max_epochs), 1, None,
-                       dataset=dataset)
+            search = Search(config, space, f"bench-{pruner}", TuneOptions(pruner=pruner), None, max_epochs)
+            run_trials(search, 1, dataset=dataset)
             wall[pruner] += time.perf_counter() - wall0
             cpu[pruner] += time.process_time() - cpu0
     results = []
     for pruner in pruners:
-        study = optuna.load_study(study_name=f"bench-{pruner}", storage=open_storage())
-        states = [t.state.name for t in study.trials]
-        finished = states.count("COMPLETE") + states.count("PRUNED")
+        study = load_study(f"bench-{pruner}")
+        states = count_states(study)
+        finished = states.get("complete", 0) + states.get("pruned", 0)
         results.append({
             "pruner": pruner, "wall_seconds": round(wall[pruner], 1), "cpu_seconds": round(cpu[pruner], 1),
-            "trials_finished": finished, "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
-            "failed": states.count("FAIL"), "epochs_trained": sum(len(t.intermediate_values) for t in study.trials),
+            "trials_finished": finished, "complete": states.get("complete", 0), "pruned": states.get("pruned", 0),
+            "failed": states.get("fail", 0), "epochs_trained": sum(len(t.intermediate_values) for t in study.trials),
             "trials_per_hour": round(finished / wall[pruner] * 3600, 1),
             "trials_per_cpu_hour": round(finished / cpu[pruner] * 3600, 1),
-            "best_val_accuracy": round(study.best_value, 4) if states.count("COMPLETE") else None,
-            "best_params": study.best_params if states.count("COMPLETE") else None,
+            "best_val_accuracy": round(study.best_value, 4) if states.get("complete") else None,
+            "best_params": study.best_params if states.get("complete") else None,
         })
     return results
 
@@ -146,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from competition.registry import load_competition
+    from pipelines.config import TrainConfig
     from pipelines.data import load_dataset
-    from pipelines.train import TrainConfig
     from tuning.space import build_space
 
     report_dir = settings.home() / "reports" / "bench-tune"

@@ -10,14 +10,15 @@ from pipelines.config import parse_settings
 
 def cmd_tune(args) -> None:
     from competition.registry import load_competition
-    from tuning.search import best_params_path, compare_with_default, count_states, tune
+    from tuning.search import TuneOptions, best_params_path, tune
     from tuning.space import build_space
+    from tuning.storage import compare_with_default, count_states
 
     config = training_config(argparse.Namespace(**{**vars(args), "tuned": "0"}))
     space = build_space(config.arch, args.space, fixed=parse_settings(args.set))
-    study = tune(config, n_trials=args.trials or None, storage=args.storage, space=space, workers=args.workers,
-                 timeout=args.minutes * 60 if args.minutes else None, pruner=args.pruner,
-                 study=args.study, heartbeat=args.heartbeat)
+    study = tune(config, space, TuneOptions(trials=args.trials or None, minutes=args.minutes, storage=args.storage,
+                                            study=args.study, pruner=args.pruner, heartbeat=args.heartbeat,
+                                            workers=args.workers))
     states = count_states(study)
     print(f"tune: study {study.study_name}: {sum(states.values())} trials ("
           + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + ")")
@@ -37,7 +38,7 @@ def cmd_tune(args) -> None:
 
 
 def cmd_tune_report(args) -> None:
-    from tuning.report import write_report
+    from tuning.tune_report import write_report
 
     for path in write_report(args.competition, args.arch, storage=args.storage, study=args.study):
         print(f"tune-report: {path}")

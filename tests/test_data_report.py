@@ -8,7 +8,7 @@ from skimage import io
 
 from competition.errors import PipelineError
 from competition.registry import load_competition
-from pipelines.report import data_report
+from pipelines.data_report import data_report
 
 
 def test_report_finds_blank_images_duplicates_and_unseen_val_labels(tiny, home):

@@ -13,12 +13,11 @@ from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as ovm  # noqa: E402
 
 from competition import settings  # noqa: E402
-from competition.errors import PipelineError  # noqa: E402
 from competition.fileio import write_text  # noqa: E402
 from competition.registry import load_competition  # noqa: E402
 from pipelines.plots import save_figure  # noqa: E402
 from tuning.search import best_params  # noqa: E402
-from tuning.storage import open_storage  # noqa: E402
+from tuning.storage import count_states, load_study, study_name  # noqa: E402
 
 PLOTS = {
     "history": ovm.plot_optimization_history,
@@ -39,9 +38,7 @@ def top_trials_table(study: optuna.Study, top: int = 10) -> str:
     done = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: -t.value)[:top]
     names = sorted({name for t in done for name in best_params(t)})
     lines = [f"# Study {study.study_name}", ""]
-    counts: dict[str, int] = {}
-    for trial in study.get_trials(deepcopy=False):
-        counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
+    counts = count_states(study)
     lines += [f"{len(study.trials)} trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), ""]
     if not done:
         return "\n".join(lines + ["No complete trial yet.", ""])
@@ -64,11 +61,8 @@ def top_trials_table(study: optuna.Study, top: int = 10) -> str:
 def write_report(competition: str, arch: str, storage: str | None = None, study: str | None = None) -> list[Path]:
     """Write the plots and the table for the study of ``competition`` and ``arch``; return the written paths."""
     slug = load_competition(competition).slug
-    name = study or f"{slug}-{arch}"
-    try:
-        loaded = optuna.load_study(study_name=name, storage=open_storage(storage))
-    except KeyError:
-        raise PipelineError(f"no study '{name}' in {storage or 'tuning/studies.db'}; run `make tune` first") from None
+    name = study or study_name(slug, arch)
+    loaded = load_study(name, storage)
     out = settings.reports_dir(slug)
     written = [write_text(out / f"tune-{name}.md", top_trials_table(loaded))]
     complete = loaded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

@@ -1,7 +1,7 @@
 import optuna
 
 from kip import main
-from tuning.report import top_trials_table
+from tuning.tune_report import top_trials_table
 
 
 def test_top_trials_table_lists_best_first_and_failures():
