@@ -12,8 +12,10 @@ from pathlib import Path
 
 from competition import settings
 from competition.config import Competition
+from competition.demo import build_digits_demo
 from competition.errors import PipelineError, first_line
 from competition.fileio import atomic_dir, write_text
+from competition.registry import load_competition
 
 
 def prepare(competition: Competition, force: bool = False) -> Path:
@@ -40,8 +42,6 @@ def ready_file(slug: str) -> Path:
 def fetch(competition: Competition) -> None:
     raw = competition.raw_dir
     if competition.source == "builtin:digits":
-        from competition.demo import build_digits_demo
-
         build_digits_demo(competition)
         return
     if competition.source != "kaggle":
@@ -49,8 +49,6 @@ def fetch(competition: Competition) -> None:
     archive = local_archive(competition.slug, raw.parent) or download(competition.slug, raw.parent)
     extract(archive, raw)
     if not competition.splits:  # a config without [splits]: lay them out from what was unpacked
-        from competition.registry import load_competition
-
         competition = load_competition(competition.slug)
     if not competition.has_split("train"):
         raise PipelineError(

@@ -10,6 +10,7 @@ import fnmatch
 import os
 from pathlib import Path
 
+from competition import settings
 from competition.config import Competition, Split
 from competition.errors import PipelineError
 
@@ -44,8 +45,6 @@ def detect(slug: str, root: Path) -> Competition:
     if not root.is_dir():
         raise PipelineError(f"{root}: no such folder")
     found = detect_splits(root, "auto")
-    from competition import settings
-
     in_place = None if Path(root) == settings.raw_dir(slug) else str(root)
     competition = Competition(slug=slug, title=f"{slug} (detected)", source="local", data_dir=in_place,
                               sample_submission=find_sample_submission(root), **found)

@@ -1,6 +1,7 @@
 """Keras callbacks of a training run: the time budget, the atomic best checkpoint, the deadline of a search."""
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -67,8 +68,6 @@ class TimeBudget(keras.callbacks.Callback):
         self.spent_before = 0.0  # budget used by the sessions of a resumed run
         self.resumed = plan_path is not None and Path(plan_path).exists()
         if self.resumed:
-            import json
-
             saved = json.loads(Path(plan_path).read_text())
             self.planned, self.spent_before = saved["epochs"], float(saved.get("spent_seconds", 0.0))
         self.epoch_seconds: list[float] = []

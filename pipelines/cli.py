@@ -1,12 +1,17 @@
 """``kip data``, ``kip report`` and ``kip train``: the pipelines package's subcommands, and the arguments every
-package's subcommands share. The ``kip`` command (``kip.py``) assembles them with tuning's and submissions'."""
+package's subcommands share. The ``kip`` command (``kip.py``) assembles them with tuning's and submissions'.
+
+Modules that load TensorFlow, matplotlib or the kaggle client are imported inside the command that needs them, so
+``kip --help`` and the light commands start at once.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from competition import settings
+from competition.registry import load_competition
+from pipelines.config import TrainConfig, make_config
 
 
 def add_stage(sub, name: str, func, help_text: str, tensorflow: bool = False) -> argparse.ArgumentParser:
@@ -30,7 +35,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
 
 def cmd_data(args) -> None:
     """Raw files present (downloaded or built), then checked, decoded and cached as arrays."""
-    from pipelines.prepare import prepare_data
+    from pipelines.prepare import prepare_data  # the kaggle client, skimage
 
     prepared = prepare_data(args.competition, force=args.force)
     print("\n".join(prepared.summary()))
@@ -39,8 +44,7 @@ def cmd_data(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from competition.registry import load_competition
-    from pipelines.data_report import data_report
+    from pipelines.data_report import data_report  # matplotlib
 
     competition = load_competition(args.competition)
     report = data_report(competition)
@@ -54,27 +58,16 @@ def cmd_report(args) -> None:
           f"val labels not in train: {report['val_labels_not_in_train'] or 'none'}")
 
 
-def training_config(args):
-    """Defaults < tuned parameters (when they won, or TUNED=1) < command-line settings; validated.
-
-    The competition is resolved once here: a folder path becomes absolute (runs then find it from anywhere), and
-    tuned parameters and the latest-run pointer are looked up by its slug.
-    """
-    from competition.registry import load_competition
-    from pipelines.config import TrainConfig, parse_settings, tuned_settings
-
-    competition = load_competition(args.competition)
-    name = str(Path(args.competition).resolve()) if Path(args.competition).is_dir() and competition.data_dir \
-        else args.competition
-    config = TrainConfig(competition=name, arch=args.arch)
-    tuned, said = tuned_settings(competition.slug, config.arch, getattr(args, "tuned", "auto") or "auto")
+def training_config(args) -> TrainConfig:
+    """The training config the arguments ask for, saying which tuned parameters it uses."""
+    config, said = make_config(args.competition, args.arch, args.set, getattr(args, "tuned", "auto"))
     if said:
         print(said)
-    return config.update(**tuned).update(**parse_settings(args.set))
+    return config
 
 
 def cmd_train(args) -> None:
-    from pipelines.train import train
+    from pipelines.train import train  # TensorFlow
 
     result = train(training_config(args))
     m = result.metrics

@@ -5,11 +5,14 @@ No TensorFlow here, so the command line, the search space and tests read the set
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from competition import settings
 from competition.errors import PipelineError
+from competition.fileio import write_json
+from competition.registry import load_competition
 
 ARCHS = ("cnn", "resnet10", "mobilenetv2")  # pipelines.models.MODELS builds these (a test checks they agree)
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -196,14 +199,27 @@ def parse_settings(pairs: list[str] | None) -> dict:
     return out
 
 
+def make_config(competition: str, arch: str, pairs: list[str] | None = None, tuned: str = "auto"
+                ) -> tuple[TrainConfig, str]:
+    """Defaults < tuned parameters (when they won, or ``tuned="1"``) < ``NAME=VALUE`` settings; and a line saying
+    which tuned parameters were used or why not ("" when there are none).
+
+    The competition is resolved once here: a folder path becomes absolute (runs then find it from anywhere), and
+    the tuned parameters are looked up by its slug.
+    """
+    found = load_competition(competition)
+    if Path(competition).is_dir() and found.data_dir:
+        competition = str(Path(competition).resolve())
+    params, said = tuned_settings(found.slug, arch, tuned or "auto")
+    return TrainConfig(competition=competition, arch=arch).update(**params).update(**parse_settings(pairs)), said
+
+
 # ------------------------------------------------------------------------------------------------ tuned settings
 TUNED_MODES = ("auto", "1", "0")  # TUNED=: use when they beat the default (auto), always (1), never (0)
 
 
 def read_tuned(slug: str, arch: str) -> dict | None:
     """The tuned-settings file a study wrote for this competition and arch (``tuning/best-<slug>-<arch>.json``)."""
-    import json
-
     path = settings.best_params_path(slug, arch)
     if not path.exists():
         return None
@@ -215,8 +231,6 @@ def read_tuned(slug: str, arch: str) -> dict | None:
 
 def write_tuned(slug: str, arch: str, record: dict) -> Path:
     """Write the tuned-settings file atomically (the tuning package calls this; ``make train`` reads it)."""
-    from competition.fileio import write_json
-
     return write_json(settings.best_params_path(slug, arch), record)
 
 

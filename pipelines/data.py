@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 from competition import settings
 from competition.config import Competition, SplitSource
@@ -141,8 +142,6 @@ def encode(raw_labels: np.ndarray, classes: list, csv: Path) -> np.ndarray:
 
 def holdout(split: SplitData, fraction: float, seed: int) -> tuple[SplitData, SplitData]:
     """A stratified, seeded train/validation split of a labelled split."""
-    from sklearn.model_selection import train_test_split
-
     index = np.arange(len(split))
     counts = np.bincount(split.labels)
     stratify = split.labels if counts[counts > 0].min() >= 2 else None

@@ -10,6 +10,7 @@ import inspect
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from competition.errors import PipelineError
@@ -29,8 +30,6 @@ class FusedBatchNormalization(layers.BatchNormalization):
                    and self.axis in (3, -1) and self.center and self.scale)
         if not fusable:
             return super().call(inputs, training=training, mask=mask)
-        import tensorflow as tf
-
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
             inputs, tf.cast(self.gamma.value, "float32"), tf.cast(self.beta.value, "float32"),
             epsilon=self.epsilon, data_format="NHWC", is_training=True)

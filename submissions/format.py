@@ -19,6 +19,8 @@ import pandas as pd
 
 from competition.config import Competition
 from competition.errors import PipelineError, first_line
+from competition.layout import subfolders
+from pipelines.data import list_split
 
 # Kaggle's usual generic header (dogs-vs-cats-redux, many playground image competitions); class folders name no column
 FOLDER_HEADER = ["id", "label"]
@@ -92,8 +94,6 @@ def _sample_format(competition: Competition, sample: Path, wanted: list[str] | N
 
 def _folder_format(competition: Competition, header: list[str]) -> SubmissionFormat:
     """Class-folder test split: its files as ``list_split`` lists them (``a.png``, or ``<class>/a.png``)."""
-    from pipelines.data import list_split
-
     files = list_split(competition, "test", labelled=False)
     return SubmissionFormat(header, header[0], header[1], [str(i) for i in files.ids], files.source)
 
@@ -160,8 +160,6 @@ def allowed_labels(competition: Competition, classes: list | None = None) -> set
 
 def _folder_labels(folder: Path) -> set[str]:
     """Class folder names as a run writes them: numbers when every name is one ('07' -> 7), as ``list_split``."""
-    from competition.layout import subfolders
-
     names = [p.name for p in subfolders(folder)]
     if names and all(re.fullmatch(r"-?\d+", n) for n in names):
         return {str(int(n)) for n in names}

@@ -4,15 +4,15 @@ from __future__ import annotations
 import argparse
 
 from competition import settings
+from competition.registry import load_competition
 from pipelines.cli import add_stage, add_training_arguments, training_config
 from pipelines.config import parse_settings
+from tuning.space import build_space
+from tuning.storage import compare_with_default, count_states
 
 
 def cmd_tune(args) -> None:
-    from competition.registry import load_competition
-    from tuning.search import TuneOptions, best_params_path, tune
-    from tuning.space import build_space
-    from tuning.storage import compare_with_default, count_states
+    from tuning.search import TuneOptions, best_params_path, tune  # TensorFlow
 
     config = training_config(argparse.Namespace(**{**vars(args), "tuned": "0"}))
     space = build_space(config.arch, args.space, fixed=parse_settings(args.set))
@@ -38,7 +38,7 @@ def cmd_tune(args) -> None:
 
 
 def cmd_tune_report(args) -> None:
-    from tuning.tune_report import write_report
+    from tuning.tune_report import write_report  # matplotlib
 
     for path in write_report(args.competition, args.arch, storage=args.storage, study=args.study):
         print(f"tune-report: {path}")
