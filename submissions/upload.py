@@ -6,8 +6,8 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from competition.download import explain_kaggle_error, kaggle_api, redact
 from competition.errors import PipelineError
+from competition.kaggle_client import explain_kaggle_error, kaggle_api, redact
 
 # kaggle 2.x does not raise on a failed upload: competition_submit returns a response with this message
 UPLOAD_FAILED = "Could not submit to competition"

@@ -229,7 +229,7 @@ def test_make_submit_RUNS_predicts_with_those_runs_then_uploads(server, home):
 
 
 def test_redact_hides_credential_values_in_messages(monkeypatch):
-    from competition.download import redact
+    from competition.kaggle_client import redact
 
     monkeypatch.setenv("KAGGLE_KEY", "s3cr3t-key-value")
     text = redact("HTTPError: bad key s3cr3t-key-value via http://user:pass@proxy:3128/")
