@@ -36,7 +36,7 @@ LATEST_SUB  := submissions/latest-$(COMPETITION).txt
 TRAIN_ARGS   = --competition $(COMPETITION) --arch $(ARCH) $(if $(EPOCHS),--set epochs=$(EPOCHS)) $(if $(WEIGHTS),--set weights=$(WEIGHTS)) $(foreach s,$(SET),--set $(s))
 # make train (and the implicit training behind make predict / make submit) honours MINUTES= and TUNED=
 FIT_ARGS     = $(TRAIN_ARGS) $(if $(MINUTES),--set minutes=$(MINUTES)) $(if $(TUNED),--tuned $(TUNED))
-PREDICT_ARGS = --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(TTA),--tta) $(if $(IMAGE),--image '$(IMAGE)') \
+PREDICT_ARGS = --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(TTA),--tta $(TTA)) $(if $(IMAGE),--image '$(IMAGE)') \
 	$(if $(SUBMISSION_HEADER),--submission-header '$(SUBMISSION_HEADER)')
 
 .PHONY: help venv demo data report train tune tune-report predict submit check-submission submissions lint format test test-fast \
@@ -89,7 +89,7 @@ bench-tune: $(INSTALLED) ## trials/hour and best score with and without pruning 
 $(LATEST_SUB): $(LATEST_RUN)
 	$(KIP) predict $(PREDICT_ARGS)
 
-predict: $(LATEST_RUN) ## test probabilities (.npz with ids) + submission with the newest run (RUNS="a b", TTA=1); IMAGE=x.png: top 5
+predict: $(LATEST_RUN) ## test probabilities (.npz with ids) + submission with the newest run (RUNS="a b", TTA=none|flip|shift|flip+shift); IMAGE=x.png: top 5
 	$(KIP) predict $(PREDICT_ARGS)
 
 # FILE= uploads that file; RUNS="a b" predicts with those runs first; otherwise the newest submission (made if missing).
@@ -106,8 +106,12 @@ submissions: $(INSTALLED) ## list local submission files with their validation s
 
 bench: bench-load bench-train bench-tune ## every benchmark: loading, training throughput, tuning with and without pruning
 
-bench-train: $(INSTALLED) ## images/s of our training step vs plain Keras float32 model.fit, same ARCH, side by side
-	$(BIN)/python -m pipelines.bench_train --arch $(ARCH) $(if $(filter-out digits-demo,$(COMPETITION)),--competition $(COMPETITION))
+BENCH_ARCHS ?= cnn resnet10
+
+bench-train: $(INSTALLED) ## training images/s: plain Keras fp32 vs ours vs PyTorch bf16 channels-last (BENCH_ARCHS=)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q '.[bench]' \
+		|| echo "bench-train: PyTorch could not be installed; its column is left out"
+	$(BIN)/python -m pipelines.bench_train --arch $(BENCH_ARCHS) $(if $(filter-out digits-demo,$(COMPETITION)),--competition $(COMPETITION))
 
 lint: $(INSTALLED) ## ruff: style, imports and likely bugs, as configured in pyproject.toml
 	$(BIN)/ruff check .

@@ -16,7 +16,8 @@ from competition.registry import load_competition
 
 ARCHS = ("cnn", "resnet10", "mobilenetv2")  # pipelines.models.MODELS builds these (a test checks they agree)
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("cosine", "onecycle", "constant")
+SCHEDULES = ("cosine", "linear", "onecycle", "constant")
+TTA_CHOICES = ("auto", "none", "flip", "shift", "flip+shift")  # pipelines.inference.TTA_CHOICES, and auto
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 FLIPS = ("horizontal", "vertical", "horizontal_and_vertical", "none")
 NORMALIZATIONS = ("pixel", "channel")
@@ -29,7 +30,7 @@ AUGMENT_PRESETS = {
 }
 
 # Model options a builder may or may not take; None means "the builder's own default".
-MODEL_OPTIONS = ("batchnorm", "global_pool", "weights")
+MODEL_OPTIONS = ("batchnorm", "global_pool", "weights", "zero_init_residual")
 
 
 @dataclass
@@ -58,12 +59,14 @@ class TrainConfig:
     weight_decay: float = 0.05
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
+    ema: float = 0.0  # momentum of an exponential moving average of the weights (0.99, 0.999); 0 = off
     # regularisation and model options (None: the builder's default)
     label_smoothing: float = 0.1
     dropout_rate: float = 0.3
     batchnorm: bool | None = None  # cnn
     global_pool: bool | None = None  # cnn
     weights: str | None = None  # pretrained weights file (mobilenetv2)
+    zero_init_residual: bool | None = None  # resnet10: each block starts as the identity
     # augmentation
     augment: str = "standard"  # a preset of AUGMENT_PRESETS
     augment_strength: float = 1.0  # scales rotation, zoom, brightness and translation
@@ -74,6 +77,8 @@ class TrainConfig:
     translation: float | None = None  # fraction of the size
     mixup: float = 0.0  # Beta(alpha, alpha); 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha); 0 = off
+    # prediction
+    tta: str = "auto"  # test-time augmentation: auto picks the one that validates best (pipelines.inference)
     # numerics and reproducibility
     precision: str = "auto"
     normalization: str = "pixel"
@@ -125,6 +130,7 @@ class TrainConfig:
         one_of("precision", PRECISIONS)
         one_of("normalization", NORMALIZATIONS)
         one_of("augment", tuple(AUGMENT_PRESETS))
+        one_of("tta", TTA_CHOICES)
         if self.flip is not None:
             one_of("flip", FLIPS)
         need(self.epochs >= 1, "epochs", "must be at least 1")
@@ -135,6 +141,7 @@ class TrainConfig:
         need(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
         need(self.weight_decay >= 0, "weight_decay", "must be 0 or more")
         need(self.warmup_epochs >= 0, "warmup_epochs", "must be 0 or more")
+        need(self.ema == 0 or 0.5 <= self.ema < 1, "ema", "must be 0 (off) or a momentum in [0.5, 1)")
         need(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
         need(0 <= self.dropout_rate < 1, "dropout_rate", "must be in [0, 1)")
         need(self.augment_strength >= 0, "augment_strength", "must be 0 or more")

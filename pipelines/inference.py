@@ -1,4 +1,13 @@
-"""Class probabilities of a model for uint8 images, in batches through the same input pipeline as training."""
+"""Class probabilities of a model for uint8 images, with test-time augmentation (TTA) chosen on validation.
+
+A TTA choice is a list of views whose probabilities are averaged. The views, in this order: the image itself,
+its horizontal mirror, then shifts by about 3% of the size (right, left, down, up; edges reflected).
+
+    none        identity
+    flip        identity, mirror
+    shift       identity, 4 shifts
+    flip+shift  identity, mirror, 4 shifts, 4 mirrored shifts
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -6,18 +15,57 @@ import numpy as np
 from pipelines.inputs import make_tf_dataset
 from pipelines.normalize import Standardizer
 
+TTA_CHOICES = {
+    "none": ("identity",),
+    "flip": ("identity", "mirror"),
+    "shift": ("identity", "right", "left", "down", "up"),
+    "flip+shift": ("identity", "mirror", "right", "left", "down", "up",
+                   "mirror-right", "mirror-left", "mirror-down", "mirror-up"),
+}
+SHIFT_FRACTION = 0.03
+
+
+def view(images: np.ndarray, name: str) -> np.ndarray:
+    """One TTA view of uint8 images (N, H, W, C): ``identity``, ``mirror``, a shift (``right`` ...) or both."""
+    if name == "identity":
+        return images
+    if name.startswith("mirror"):
+        images = np.ascontiguousarray(images[:, :, ::-1])
+        name = name.removeprefix("mirror").lstrip("-") or "identity"
+        return view(images, name)
+    height, width = images.shape[1:3]
+    dy, dx = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}[name]
+    step = max(1, round(SHIFT_FRACTION * (width if dx else height)))
+    pad = ((0, 0), (step, step), (step, step), (0, 0))
+    padded = np.pad(images, pad, mode="reflect")
+    top, left = step - dy * step, step - dx * step
+    return np.ascontiguousarray(padded[:, top:top + height, left:left + width])
+
+
+def view_probabilities(model, images, standardizer: Standardizer, views, batch_size: int = 256) -> dict:
+    """Probabilities (N, num_classes) of each view; a one-unit sigmoid model gets its two columns."""
+    out = {}
+    for name in views:
+        ds = make_tf_dataset(view(images, name), None, standardizer, batch_size)
+        probs = np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
+        out[name] = np.concatenate([1.0 - probs, probs], axis=1) if probs.shape[-1] == 1 else probs
+    return out
+
 
 def predict_probabilities(model, images, standardizer: Standardizer, batch_size: int = 256,
-                          tta: bool = False) -> np.ndarray:
-    """Class probabilities (N, num_classes), also for a one-unit sigmoid model; ``tta`` averages in the
-    horizontally flipped images."""
-    def run(batch_images):
-        ds = make_tf_dataset(batch_images, None, standardizer, batch_size)
-        return np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
+                          tta: str = "none") -> np.ndarray:
+    """Class probabilities (N, num_classes): the mean over the views of the TTA choice ``tta``."""
+    views = view_probabilities(model, images, standardizer, TTA_CHOICES[tta], batch_size)
+    return np.mean(list(views.values()), axis=0)
 
-    probs = run(images)
-    if tta:
-        probs = (probs + run(np.ascontiguousarray(images[:, :, ::-1]))) / 2
-    if probs.shape[-1] == 1:
-        probs = np.concatenate([1.0 - probs, probs], axis=1)
-    return probs
+
+def choose_tta(model, images, labels: np.ndarray, standardizer: Standardizer,
+               choices=tuple(TTA_CHOICES)) -> tuple[str, dict]:
+    """The TTA choice with the best validation accuracy (ties go to the cheaper one), and every choice's accuracy.
+
+    Each view is predicted once; a choice that does not beat plain prediction is not taken."""
+    views = view_probabilities(model, images, standardizer, {v for c in choices for v in TTA_CHOICES[c]})
+    accuracy = {c: float(np.mean(np.mean([views[v] for v in TTA_CHOICES[c]], axis=0).argmax(axis=1) == labels))
+                for c in choices}
+    best = max(choices, key=lambda c: (accuracy[c], -len(TTA_CHOICES[c])))
+    return best, accuracy

@@ -38,14 +38,14 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return outputs
 
 
-def batch_norm(name: str, fused: bool = True, momentum: float = 0.9):
+def batch_norm(name: str, fused: bool = True, momentum: float = 0.9, zero: bool = False):
     """A batch-norm layer: the fused one for speed, or Keras's own (``fused=False``).
 
     Momentum 0.9 (PyTorch's default) rather than Keras's 0.99: the moving statistics used at evaluation
     settle within tens of steps, which matters for the short runs a CPU time budget allows.
     """
     layer = FusedBatchNormalization if fused else layers.BatchNormalization
-    return layer(momentum=momentum, name=name)
+    return layer(momentum=momentum, name=name, gamma_initializer="zeros" if zero else "ones")
 
 
 def classifier_head(x, num_classes: int, name: str = "predictions"):
@@ -93,8 +93,9 @@ def build_cnn(
     return keras.Model(inputs, classifier_head(x, num_classes), name="cnn")
 
 
-def residual_block(x, filters: int, stride: int, name: str, fused: bool = True):
-    """A basic residual block: two 3x3 convs with BN; a 1x1 projection when the shape changes."""
+def residual_block(x, filters: int, stride: int, name: str, fused: bool = True, zero_init: bool = False):
+    """A basic residual block: two 3x3 convs with BN; a 1x1 projection when the shape changes. ``zero_init`` starts
+    the last BN's scale at 0, so each block begins as the identity (Goyal et al., 2017)."""
     shortcut = x
     if stride != 1 or x.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
@@ -103,7 +104,7 @@ def residual_block(x, filters: int, stride: int, name: str, fused: bool = True):
     y = batch_norm(f"{name}_bn1", fused)(y)
     y = layers.Activation("relu", name=f"{name}_relu1")(y)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
-    y = batch_norm(f"{name}_bn2", fused)(y)
+    y = batch_norm(f"{name}_bn2", fused, zero=zero_init)(y)
     y = layers.Add(name=f"{name}_add")([shortcut, y])
     return layers.Activation("relu", name=f"{name}_out")(y)
 
@@ -116,6 +117,7 @@ def build_resnet10(
     stem_stride: int | None = None,
     dropout_rate: float = 0.0,
     fused_batchnorm: bool = True,
+    zero_init_residual: bool = False,
 ) -> keras.Model:
     """ResNet10 for small images: a 3x3 stem, four stages of basic blocks, global pooling.
 
@@ -131,7 +133,8 @@ def build_resnet10(
     for stage, width in enumerate(widths, start=1):
         for block in range(1, blocks_per_stage + 1):
             stride = 2 if stage > 1 and block == 1 else 1
-            x = residual_block(x, width, stride, name=f"stage{stage}_block{block}", fused=fused_batchnorm)
+            x = residual_block(x, width, stride, name=f"stage{stage}_block{block}", fused=fused_batchnorm,
+                               zero_init=zero_init_residual)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout_rate:
         x = layers.Dropout(dropout_rate, name="head_dropout")(x)

@@ -13,7 +13,7 @@ from competition.registry import load_competition
 from pipelines.data import load_split, read_image
 from pipelines.inference import predict_probabilities
 from pipelines.normalize import Standardizer
-from pipelines.runs import read_config
+from pipelines.runs import read_config, read_metrics
 
 
 @dataclass
@@ -42,23 +42,31 @@ def check_runs(runs: list[Path]) -> list[dict]:
     return configs
 
 
-def average_probabilities(runs: list[Path], images: np.ndarray, tta: bool = False) -> np.ndarray:
-    """The mean of the runs' class probabilities for uint8 ``images`` (with flip TTA if asked)."""
+def run_tta(run: Path, tta: str | None = None) -> str:
+    """The TTA to predict with: ``tta`` when given, else the one the run chose on its validation split."""
+    if tta is not None:
+        return tta
+    return (read_metrics(run) or {}).get("tta") or "none"
+
+
+def average_probabilities(runs: list[Path], images: np.ndarray, tta: str | None = None) -> np.ndarray:
+    """The mean of the runs' class probabilities for uint8 ``images``, each with its own TTA unless ``tta``."""
     total = None
     for run in runs:
         model_path = Path(run) / "model.keras"
         if not model_path.exists():
             raise PipelineError(f"{model_path}: missing; the run did not finish an epoch")
         model = keras.models.load_model(model_path, compile=False)
-        probs = predict_probabilities(model, images, Standardizer.load(Path(run) / "normalization.npz"), tta=tta)
+        probs = predict_probabilities(model, images, Standardizer.load(Path(run) / "normalization.npz"),
+                                      tta=run_tta(run, tta))
         total = probs if total is None else total + probs
         keras.backend.clear_session()
     return total / len(runs)
 
 
-def predict(runs: list[Path], split: str = "test", progress: bool = True, tta: bool = False) -> Prediction:
-    """Average the probabilities of ``runs`` (all of one competition and class list) on ``split``;
-    ``tta`` also predicts the horizontally flipped images."""
+def predict(runs: list[Path], split: str = "test", progress: bool = True, tta: str | None = None) -> Prediction:
+    """Average the probabilities of ``runs`` (all of one competition and class list) on ``split``, each with the
+    TTA it chose on validation, or with ``tta`` (a ``pipelines.inference.TTA_CHOICES`` name)."""
     configs = check_runs(runs)
     competition = load_competition(configs[0]["competition"])
     ids, images, _ = load_split(competition, split, labelled=False, progress=progress)
@@ -66,7 +74,7 @@ def predict(runs: list[Path], split: str = "test", progress: bool = True, tta: b
                       classes=configs[0]["classes"], runs=[Path(r) for r in runs], competition=competition.slug)
 
 
-def top_classes(runs: list[Path], image: Path, k: int = 5, tta: bool = False) -> list[tuple]:
+def top_classes(runs: list[Path], image: Path, k: int = 5, tta: str | None = None) -> list[tuple]:
     """The ``k`` most likely classes of one image file, as ``(label, probability)``, best first."""
     configs = check_runs(runs)
     competition = load_competition(configs[0]["competition"])

@@ -37,8 +37,9 @@ def resolve_precision(setting: str = "auto") -> str:
 
 @keras.saving.register_keras_serializable(package="kip")
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Learning rate by step: ``cosine`` (linear warmup, cosine decay to 0), ``onecycle`` (cosine up from
-    peak/25 over the first 25%, then cosine down to peak/1e4) or ``constant`` (after warmup).
+    """Learning rate by step: ``cosine`` (linear warmup, cosine decay to 0), ``linear`` (linear warmup, linear decay
+    to 0), ``onecycle`` (cosine up from peak/25 over the first 25%, then cosine down to peak/1e4) or ``constant``
+    (after warmup). Every shape is defined as fractions of ``total_steps``, so it ends exactly where the plan does.
 
     ``total_steps`` is a variable so the time budget can set it once the first steps have been timed.
     """
@@ -65,10 +66,12 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
             return tf.where(step < up, rising, falling)
         warm = tf.minimum(tf.constant(self.warmup_steps), 0.3 * total)
         warming = self.peak * (step + 1.0) / tf.maximum(warm, 1.0)
+        progress = tf.clip_by_value((step - warm) / tf.maximum(total - warm, 1.0), 0.0, 1.0)
         if self.kind == "constant":
             decayed = tf.constant(self.peak)
+        elif self.kind == "linear":
+            decayed = self.peak * (1.0 - progress)
         else:
-            progress = tf.clip_by_value((step - warm) / tf.maximum(total - warm, 1.0), 0.0, 1.0)
             decayed = self.peak * 0.5 * (1 + tf.cos(pi * progress))
         return tf.where(step < warm, warming, decayed)
 
@@ -86,15 +89,16 @@ def make_optimizer(config: TrainConfig, learning_rate=None):
     name = config.optimizer.lower()
     lr = config.learning_rate if learning_rate is None else learning_rate
     decay = config.weight_decay or None
+    ema = {"use_ema": bool(config.ema), "ema_momentum": config.ema or 0.99}
     if name == "adam":
-        optimizer = keras.optimizers.Adam(lr, weight_decay=decay)
+        optimizer = keras.optimizers.Adam(lr, weight_decay=decay, **ema)
     elif name == "adamw":
-        optimizer = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+        optimizer = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **ema)
     elif name == "sgd":
         optimizer = keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=bool(config.nesterov),
-                                         weight_decay=decay)
+                                         weight_decay=decay, **ema)
     elif name == "rmsprop":
-        optimizer = keras.optimizers.RMSprop(lr, momentum=config.momentum, weight_decay=decay)
+        optimizer = keras.optimizers.RMSprop(lr, momentum=config.momentum, weight_decay=decay, **ema)
     else:
         raise PipelineError(f"unknown optimizer '{config.optimizer}'; choose one of adam, adamw, sgd, rmsprop")
     if decay:

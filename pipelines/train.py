@@ -17,10 +17,10 @@ from competition.errors import PipelineError
 from competition.fileio import atomic_path, write_json
 from competition.registry import load_competition
 from pipelines import plots, runs
-from pipelines.callbacks import BestCheckpoint, Budget, TimeBudget
+from pipelines.callbacks import Budget, KeepBest, TimeBudget
 from pipelines.config import TrainConfig
 from pipelines.data import Dataset, load_dataset
-from pipelines.inference import predict_probabilities
+from pipelines.inference import choose_tta, predict_probabilities
 from pipelines.inputs import label_targets, make_augmenter, make_tf_dataset
 from pipelines.metrics import scores
 from pipelines.models import option_problems
@@ -93,7 +93,7 @@ def train(config: TrainConfig, dataset: Dataset | None = None, callbacks: list |
     ``runs.claim_unfinished_run``; a run another process is still training is never taken over), or when
     ``run_dir`` names it. ``lean`` is for tuning trials, where a killed trial is retried from scratch and only the
     numbers matter: no resumable backup, TensorBoard log or plots, and the best epoch's weights are kept in memory
-    (``EarlyStopping(restore_best_weights=True)``) and saved once at the end. ``clock`` drives the time budget.
+    and saved once at the end. ``clock`` drives the time budget.
     """
     session = prepare_session(config, dataset)
     lock = claim_folder(config, run_dir, lean)
@@ -119,31 +119,34 @@ def claim_folder(config: TrainConfig, run_dir: Path | None, lean: bool) -> runs.
     return lock or runs.new_run(config.arch)
 
 
-def run_callbacks(session: Session, run_dir: Path, lean: bool, clock, progbar) -> list:
+def run_callbacks(session: Session, run_dir: Path, lean: bool, clock, validate) -> tuple[list, KeepBest]:
     """The time budget, best-model keeping (resumable checkpoint and backup, or weights in memory for a lean
-    trial), early stopping, the CSV log and the progress bar."""
+    trial; the optimizer's moving average when it validates better), early stopping, the CSV log and the
+    progress bar; and the keeper, to restore a lean trial's best weights."""
     config, model_path = session.config, run_dir / "model.keras"
+    verbose = progress_verbosity(config.verbose)
+    progbar = keras.callbacks.ProgbarLogger() if verbose else None
     out = []
     if config.minutes > 0:
         out.append(TimeBudget(Budget(config.minutes * 60, session.steps_per_epoch, config.epochs), session.schedule,
                               None if lean else run_dir / "plan.json", progbar=progbar, verbose=config.verbose,
                               clock=clock))
     if lean:
-        out.append(keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience,
-                                                 restore_best_weights=True))
+        keep = KeepBest(MONITOR, validate=validate)
+        out.append(keep)
     else:
         before = runs.read_history(run_dir).get(MONITOR, [])
-        out += [keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
-                BestCheckpoint(model_path, monitor=MONITOR,
-                               best=max(before) if before and model_path.exists() else -math.inf),
-                keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
-                keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience)]
-    out.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True))
-    return out + ([progbar] if progbar else [])
+        keep = KeepBest(MONITOR, model_path, max(before) if before and model_path.exists() else -math.inf, validate)
+        out += [keep, keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
+                keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0)]
+    out += [keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience),
+            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True)]
+    return out + ([progbar] if progbar else []), keep
 
 
 def fit(session: Session, run_dir: Path, callbacks, lean: bool, clock) -> RunResult:
-    """Fit in ``run_dir`` (claimed by the caller), then evaluate the best epoch's model and write the metrics."""
+    """Fit in ``run_dir`` (claimed by the caller), then evaluate the best epoch's model (with the TTA that
+    validates best) and write the metrics."""
     config, dataset, model = session.config, session.dataset, session.model
     standardizer = fit_standardizer(dataset.train.images, mode=config.normalization)
     standardizer.save(run_dir / "normalization.npz")
@@ -156,27 +159,37 @@ def fit(session: Session, run_dir: Path, callbacks, lean: bool, clock) -> RunRes
                                augment=make_augmenter(config, seed=config.seed))
     val_ds = make_tf_dataset(dataset.val.images, label_targets(dataset.val.labels, dataset.num_classes),
                              standardizer, config.batch_size * 2)
-    verbose = progress_verbosity(config.verbose)
-    progbar = keras.callbacks.ProgbarLogger() if verbose else None
+
+    def validate(weights_model) -> float:
+        probs = predict_probabilities(weights_model, dataset.val.images, standardizer)
+        return float(np.mean(probs.argmax(axis=1) == dataset.val.labels))
+
+    run_callbacks_, keep = run_callbacks(session, run_dir, lean, clock, validate)
     started = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose, shuffle=False,
-              callbacks=run_callbacks(session, run_dir, lean, clock, progbar) + list(callbacks))
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=progress_verbosity(config.verbose),
+              shuffle=False, callbacks=run_callbacks_ + list(callbacks))
     train_seconds = time.perf_counter() - started
     history = runs.read_history(run_dir)
     model_path = run_dir / "model.keras"
-    if lean and history.get(MONITOR):
+    if lean and keep.weights is not None:
+        keep.restore()
         with atomic_path(model_path) as tmp:
-            model.save(tmp)  # EarlyStopping restored the best epoch's weights
+            model.save(tmp)
     if not model_path.exists():
         raise PipelineError(f"{run_dir}: no epoch finished with a {MONITOR}; nothing to evaluate")
 
     best = model if lean else keras.models.load_model(model_path, compile=False)
-    probs = predict_probabilities(best, dataset.val.images, standardizer)
+    tta, tta_accuracy = (config.tta, {}) if config.tta != "auto" else \
+        ("none", {}) if lean else choose_tta(best, dataset.val.images, dataset.val.labels, standardizer)
+    probs = predict_probabilities(best, dataset.val.images, standardizer, tta=tta)
     val = scores(dataset.val.labels, probs, dataset.classes)
     metrics = {
         "val_accuracy": val["accuracy"],
         "val_macro_f1": val["macro_f1"],
         "val_log_loss": val["log_loss"],
+        "tta": tta,
+        "val_accuracy_by_tta": tta_accuracy,
+        "weights": keep.best_source,
         "epochs_run": len(history.get("loss", [])),
         "best_epoch": int(np.argmax(history[MONITOR])) + 1 if history.get(MONITOR) else None,
         "train_seconds": round(train_seconds, 1),

@@ -10,12 +10,23 @@ from pathlib import Path
 from competition.errors import PipelineError
 from competition.registry import load_competition
 from pipelines.cli import add_stage, add_training_arguments, training_config
+from pipelines.config import TTA_CHOICES as CONFIG_TTA
 from pipelines.runs import find_runs
 from submissions import upload
 from submissions.checker import CheckReport, check_submission, competition_of
 from submissions.listing import format_listing, list_submissions
 from submissions.sidecar import record_upload, upload_message
 from submissions.writer import newest_submission
+
+TTA_CHOICES = [c for c in CONFIG_TTA if c != "auto"]
+
+
+def tta_choice(text: str) -> str:
+    """``--tta`` values: a choice of ``pipelines.inference.TTA_CHOICES``; ``1`` is ``flip`` (as TTA=1 always was)."""
+    text = {"1": "flip", "0": "none"}.get(text, text)
+    if text not in TTA_CHOICES:
+        raise argparse.ArgumentTypeError(f"use one of {', '.join(TTA_CHOICES)}")
+    return text
 
 
 def resolve_runs(args) -> list[Path]:
@@ -90,7 +101,9 @@ def register(sub) -> None:
     p = add_stage(sub, "predict", cmd_predict, "predict the test split and write submissions/<run>.csv",
                   tensorflow=True)
     p.add_argument("--runs", nargs="*", help="run folders (default: the newest); several are averaged")
-    p.add_argument("--tta", action="store_true", help="also predict the flipped images and average")
+    p.add_argument("--tta", default=None, type=tta_choice, metavar="|".join(TTA_CHOICES),
+                   help="test-time augmentation (default: each run's own choice, made on its validation split; "
+                        "1 = flip)")
     p.add_argument("--image", default=None, help="one image: print its top 5 classes instead")
     p.add_argument("--submission-header", default=None, help="id,label columns when there is no sample submission")
     s = add_stage(sub, "submit", cmd_submit, "check a submission, upload it with the kaggle client, list recent ones")

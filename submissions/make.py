@@ -8,7 +8,7 @@ from pathlib import Path
 from competition.registry import load_competition
 from pipelines import runs as run_folders
 from pipelines.config import TrainConfig
-from pipelines.predict import check_runs, predict, save_probabilities
+from pipelines.predict import check_runs, predict, run_tta, save_probabilities
 from pipelines.prepare import PreparedData, prepare_data
 from pipelines.train import RunResult, train
 from submissions.format import expected_format, parse_header
@@ -25,9 +25,9 @@ class Submission:
     val_accuracy: float | None
 
 
-def submission_from_runs(runs: list[Path], tta: bool = False, header: str | list | None = None) -> Submission:
-    """Predict the test split with ``runs`` (their probabilities averaged; ``tta`` adds flipped images) and write
-    the submission in the competition's format, named after what made it."""
+def submission_from_runs(runs: list[Path], tta: str | None = None, header: str | list | None = None) -> Submission:
+    """Predict the test split with ``runs`` (their probabilities averaged, each with the TTA it chose on validation
+    unless ``tta`` names one) and write the submission in the competition's format, named after what made it."""
     header = parse_header(header, "--submission-header")
     competition = load_competition(check_runs(runs)[0]["competition"])
     if header:
@@ -38,7 +38,8 @@ def submission_from_runs(runs: list[Path], tta: bool = False, header: str | list
     val = sum(scores) / len(scores) if scores else None
     path = write_submission(competition, prediction.ids, prediction.labels,
                             submission_path(prediction_name(runs, tta), val),
-                            details={"runs": [str(r) for r in runs], "val_accuracy": val, "tta": tta})
+                            details={"runs": [str(r) for r in runs], "val_accuracy": val,
+                                     "tta": {Path(r).name: run_tta(r, tta) for r in runs}})
     probabilities = save_probabilities(prediction, path.with_suffix(".npz"))
     return Submission(path, probabilities, len(prediction.ids), val)
 

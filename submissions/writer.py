@@ -17,15 +17,15 @@ from submissions.format import SubmissionFormat, expected_format, sample_path
 from submissions.sidecar import is_uploaded, write_sidecar
 
 
-def prediction_name(runs: list, tta: bool = False) -> str:
+def prediction_name(runs: list, tta: str | None = None) -> str:
     """What made a prediction: the run's name, or ``ensemble-<n>-<first run>-<hash of the sorted run names>`` (one
-    name per member set), then ``-tta`` with flip TTA."""
+    name per member set), then ``-tta-<choice>`` when a TTA other than each run's own was asked for."""
     names = [Path(run).name for run in runs]
     name = names[0]
     if len(names) > 1:
         digest = hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:6]
         name = f"ensemble-{len(names)}-{names[0]}-{digest}"
-    return f"{name}-tta" if tta else name
+    return f"{name}-tta-{tta}" if tta else name
 
 
 def submission_name(run_name: str, val_score: float | None = None) -> str:

@@ -43,7 +43,7 @@ def test_predict_writes_probabilities_and_prints_the_top_classes_of_an_image(tin
     from pipelines.train import train
 
     train(TrainConfig(competition=tiny, epochs=1, batch_size=8, minutes=0, verbose=0))
-    assert main(["predict", "--competition", tiny, "--tta"]) == 0
+    assert main(["predict", "--competition", tiny, "--tta", "1"]) == 0
     csv = next((home / "submissions").glob("cnn-*.csv"))
     assert np.load(csv.with_suffix(".npz"))["probabilities"].shape == (12, 3)
     image = next((home / "data/raw/tiny/test_images").iterdir())

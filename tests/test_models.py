@@ -72,3 +72,10 @@ def test_mobilenetv2_without_weights_trains_from_scratch_and_says_so(capsys, tmp
     assert "training from scratch" in capsys.readouterr().out
     with pytest.raises(PipelineError, match="weights file not found"):
         build_model("mobilenetv2", (32, 32, 3), 3, weights=str(tmp_path / "nope.h5"))
+
+
+def test_zero_init_residual_starts_each_block_as_the_identity():
+    model = build_model("resnet10", (16, 16, 3), 3, zero_init_residual=True)
+    gammas = [layer.gamma.numpy() for layer in model.layers if layer.name.endswith("_bn2")]
+    assert len(gammas) == 4 and all((g == 0).all() for g in gammas)
+    assert (model.get_layer("stem_bn").gamma.numpy() == 1).all()

@@ -40,13 +40,13 @@ def test_flip_tta_and_top_five_of_one_image(tiny, home):
     from pipelines.predict import top_classes
 
     run = train(TrainConfig(competition=tiny, epochs=1, batch_size=8, minutes=0, verbose=0)).run_dir
-    plain = predict([run], progress=False)
-    flipped = predict([run], progress=False, tta=True)
+    plain = predict([run], progress=False, tta="none")
+    flipped = predict([run], progress=False, tta="flip")
     np.testing.assert_allclose(flipped.probabilities.sum(axis=1), 1, atol=1e-4)
     assert not np.allclose(plain.probabilities, flipped.probabilities)
 
     image = home / "data/raw/tiny/test_images" / plain.ids[0]
-    top = top_classes([run], image, k=5)
+    top = top_classes([run], image, k=5, tta="none")
     assert [label for label, _ in top] and len(top) == 3  # only 3 classes
     probs = [p for _, p in top]
     assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 1e-4
@@ -72,8 +72,8 @@ def test_predicting_again_keeps_an_uploaded_submission_and_tta_gets_its_own_name
     assert sorted(saved["ids"].tolist()) == sorted(labels)  # rows in the prediction's order, every id once
     assert [labels[i] for i in saved["ids"]] == [saved["classes"][k] for k in saved["probabilities"].argmax(1)]
 
-    assert main(["predict", "--competition", tiny, "--tta"]) == 0
-    assert newest_submission(tiny).name.startswith(f"{run.name}-tta-val")
+    assert main(["predict", "--competition", tiny, "--tta", "1"]) == 0
+    assert newest_submission(tiny).name.startswith(f"{run.name}-tta-flip-val")
 
 
 def test_make_predict_on_class_folders_writes_file_names_and_class_names(home, capsys):

@@ -215,3 +215,41 @@ def test_training_in_bfloat16_keeps_a_float32_head_and_policy(tiny):
     assert keras.mixed_precision.global_policy().name == before
     assert model.get_layer("block1_conv").compute_dtype == "bfloat16"
     assert model.get_layer("predictions").compute_dtype == "float32"
+
+
+@pytest.mark.parametrize("kind", ["cosine", "linear"])
+def test_a_schedule_ends_at_the_planned_step(kind):
+    schedule = WarmupSchedule(1e-2, total_steps=50, warmup_steps=5, kind=kind)
+    schedule.set_total_steps(120)  # the time budget re-planned
+    assert float(schedule(119)) < 2e-4 and float(schedule(120)) == pytest.approx(0.0, abs=1e-9)
+    assert float(schedule(5)) == pytest.approx(1e-2)
+    if kind == "linear":
+        assert float(schedule(62)) == pytest.approx(1e-2 * (1 - 57 / 115), rel=1e-5)
+
+
+def test_ema_weights_are_scored_and_saved_when_they_validate_better(tmp_path):
+    from pipelines.callbacks import KeepBest
+    from pipelines.models import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model("cnn", (16, 16, 3), 3)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-2, use_ema=True, ema_momentum=0.9),
+                  loss="categorical_crossentropy")
+    x = np.random.default_rng(0).normal(size=(16, 16, 16, 3)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[np.arange(16) % 3]
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)  # fit ends by putting the averaged weights in the model
+    model.train_on_batch(x[:4], y[:4])  # one more step: the average (momentum 0.9) now lags the weights
+    raw = model.get_weights()
+    scored = []
+    keep = KeepBest("val_accuracy", tmp_path / "model.keras", validate=lambda m: scored.append(m.get_weights()) or 1.0)
+    keep.set_model(model)
+    logs = {"val_accuracy": 0.5}
+    keep.on_epoch_end(0, logs)
+    assert logs["val_accuracy_ema"] == 1.0 and keep.best_source == "ema" and keep.best == 1.0
+    assert not all(np.allclose(a, b) for a, b in zip(scored[0], raw))  # the averaged weights were scored
+    saved = keras.models.load_model(tmp_path / "model.keras", compile=False).get_weights()
+    assert all(np.allclose(a, b) for a, b in zip(saved, scored[0]))  # ... and saved
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), raw))  # training goes on from raw
+    keep.validate = lambda m: 0.1  # now the raw weights are better, and not better than the best so far
+    keep.on_epoch_end(1, {"val_accuracy": 0.9})
+    assert keep.best_source == "ema" and keep.best == 1.0

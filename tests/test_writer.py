@@ -177,12 +177,12 @@ def test_a_sample_disagreeing_with_the_submission_header_is_an_error_and_nothing
 
 def test_names_carry_tta_and_the_ensembles_member_set():
     assert prediction_name(["runs/cnn-1"]) == "cnn-1"
-    assert prediction_name(["runs/cnn-1"], tta=True) == "cnn-1-tta"
+    assert prediction_name(["runs/cnn-1"], tta="flip") == "cnn-1-tta-flip"
     pair, other = prediction_name(["cnn-1", "cnn-2"]), prediction_name(["cnn-1", "cnn-3"])
     assert pair.startswith("ensemble-2-cnn-1-") and other.startswith("ensemble-2-cnn-1-") and pair != other
     assert prediction_name(["x/cnn-1", "y/cnn-2"]) == pair
-    assert prediction_name(["cnn-1", "cnn-2"], tta=True) == f"{pair}-tta"
-    assert submission_name(prediction_name(["cnn-1"], tta=True), 0.7123) == "cnn-1-tta-val0.712"
+    assert prediction_name(["cnn-1", "cnn-2"], tta="flip") == f"{pair}-tta-flip"
+    assert submission_name(prediction_name(["cnn-1"], tta="flip"), 0.7123) == "cnn-1-tta-flip-val0.712"
 
 
 def test_an_uploaded_submission_is_never_overwritten(tiny, home):

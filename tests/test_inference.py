@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from pipelines.inference import TTA_CHOICES, choose_tta, view
+
+
+def ramp(n=2, size=8):
+    """Images whose pixel values say where they are: row * 16 + column, in every channel."""
+    grid = (np.arange(size)[:, None] * 16 + np.arange(size)[None, :]).astype(np.uint8)
+    return np.repeat(np.repeat(grid[None, :, :, None], 3, axis=-1), n, axis=0)
+
+
+def test_views_mirror_and_shift_as_documented():
+    images = ramp()
+    assert view(images, "identity") is images
+    np.testing.assert_array_equal(view(images, "mirror")[0, :, :, 0], images[0, :, ::-1, 0])
+    right = view(images, "right")[0, :, :, 0]  # content moves right by one pixel (3% of 8, at least 1)
+    np.testing.assert_array_equal(right[:, 1:], images[0, :, :-1, 0])
+    down = view(images, "down")[0, :, :, 0]
+    np.testing.assert_array_equal(down[1:], images[0, :-1, :, 0])
+    np.testing.assert_array_equal(view(images, "mirror-left"), view(view(images, "mirror"), "left"))
+    assert view(images, "up").shape == images.shape and view(images, "up").dtype == np.uint8
+
+
+def test_the_documented_order_of_views():
+    assert TTA_CHOICES["none"] == ("identity",)
+    assert TTA_CHOICES["flip"] == ("identity", "mirror")
+    assert TTA_CHOICES["flip+shift"][:6] == ("identity", "mirror", "right", "left", "down", "up")
+
+
+class SeesColumn0:
+    """A stand-in model: a weak class 0 for a dark top-left pixel, a strong class 1 for a bright one (only the
+    mirror of these images has one)."""
+
+    def predict(self, dataset, verbose=0):
+        out = []
+        for batch in dataset:
+            bright = np.asarray(batch)[:, 0, 0, 0] > 0
+            out.append(np.where(bright[:, None], [0.05, 0.95], [0.55, 0.45]).astype(np.float32))
+        return np.concatenate(out)
+
+
+@pytest.mark.parametrize("labels, expected", [([0, 0], "none"), ([1, 1], "flip")])
+def test_choose_tta_takes_a_choice_only_when_it_validates_better(labels, expected):
+    from pipelines.normalize import Standardizer
+
+    images = np.zeros((2, 8, 8, 3), np.uint8)
+    images[:, :, -1] = 255  # bright last column: only the mirror makes the first column bright
+    identity = Standardizer(mean=np.zeros((1, 1, 3), np.float32), scale=np.ones((1, 1, 3), np.float32))
+    best, accuracy = choose_tta(SeesColumn0(), images, np.array(labels), identity, choices=("none", "flip"))
+    assert best == expected and set(accuracy) == {"none", "flip"}
