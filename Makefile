@@ -17,7 +17,9 @@ MINUTES     ?=
 STORAGE     ?=
 WORKERS     ?= 1
 SPACE       ?=
-PRUNER      ?= median
+PRUNER      ?= sha
+FIDELITY    ?=
+CHECK       ?=
 STUDY       ?=
 RUNS        ?=
 FILE        ?=
@@ -40,11 +42,12 @@ PREDICT_ARGS = --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(
 	$(if $(SUBMISSION_HEADER),--submission-header '$(SUBMISSION_HEADER)')
 
 .PHONY: help venv demo data report train tune tune-report predict submit check-submission submissions lint format test test-fast \
-	clean clean-tuning bench bench-load bench-train bench-tune
+	clean clean-tuning bench bench-load bench-train bench-tune bench-tune-transfer
 
 help: ## list every target with a one-line description
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-18s %s\n", $$1, $$2}'
 	@echo "  variables: COMPETITION=$(COMPETITION) ARCH=$(ARCH) EPOCHS= SET='name=value ...' MINUTES= TRIALS= WORKERS= STORAGE= SPACE= PRUNER= STUDY="
+	@echo "             FIDELITY='minutes=3 subset=0.5 scale=1' CHECK='top=2 budget=0.5 margin=0.005'"
 	@echo "             RUNS= TTA= IMAGE= WEIGHTS= FILE= MESSAGE= TUNED=1|0 SUBMISSION_HEADER=id,label"
 
 $(INSTALLED): pyproject.toml
@@ -76,15 +79,22 @@ $(LATEST_RUN): $(DATA_READY)
 train: $(DATA_READY) ## train ARCH=cnn|resnet10|mobilenetv2 in MINUTES= (default 18; WEIGHTS=; TUNED=1|0) -> runs/<arch>-<time>/
 	$(KIP) train $(FIT_ARGS)
 
-tune: $(DATA_READY) ## Optuna search, resumable (TRIALS=, MINUTES=, WORKERS=, STORAGE=, SPACE='learning_rate=1e-4:1e-2 ...')
+tune: $(DATA_READY) ## Optuna search, resumable (TRIALS=, MINUTES= with the final check, FIDELITY=, CHECK=, WORKERS=, STORAGE=, SPACE=)
 	$(KIP) tune $(TRAIN_ARGS) --trials $(or $(TRIALS),$(if $(MINUTES),0,10)) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(STORAGE),--storage '$(STORAGE)') \
-		--workers $(WORKERS) --pruner $(PRUNER) $(if $(STUDY),--study '$(STUDY)') $(foreach s,$(SPACE),--space '$(s)')
+		--workers $(WORKERS) --pruner $(PRUNER) $(if $(STUDY),--study '$(STUDY)') $(foreach s,$(SPACE),--space '$(s)') \
+		$(if $(FIDELITY),--fidelity '$(FIDELITY)') $(if $(CHECK),--check '$(CHECK)')
 
-tune-report: $(INSTALLED) ## plots and a top-trials table of the study -> reports/<slug>/tune-<slug>-<arch>*
+tune-report: $(INSTALLED) ## the study's fidelity, final check, parameter importances, top trials and plots -> reports/<slug>/tune-*
 	$(KIP) tune-report --competition $(COMPETITION) --arch $(ARCH) $(if $(STORAGE),--storage '$(STORAGE)') $(if $(STUDY),--study '$(STUDY)')
 
 bench-tune: $(INSTALLED) ## trials/hour and best score with and without pruning on a GIC-sized subset (MINUTES= per mode)
 	$(BIN)/python -m tuning.bench_tune $(if $(MINUTES),--minutes $(MINUTES))
+
+# KIP_HOME=/work/exp make bench-tune-transfer COMPETITION=gic-dev: about MINUTES + 2 x the final budget (96 minutes)
+bench-tune-transfer: $(DATA_READY) ## make tune MINUTES=60 on train, then tuned vs default at the final budget, scored on a private hold-out
+	$(BIN)/python -m tuning.bench_transfer --competition $(COMPETITION) --arch $(ARCH) --minutes $(or $(MINUTES),60) \
+		$(if $(FIDELITY),--fidelity '$(FIDELITY)') $(if $(CHECK),--check '$(CHECK)') $(if $(TRIALS),--trials $(TRIALS)) \
+		--pruner $(PRUNER) $(foreach s,$(SET),--set $(s)) $(foreach s,$(SPACE),--space '$(s)')
 
 $(LATEST_SUB): $(LATEST_RUN)
 	$(KIP) predict $(PREDICT_ARGS)

@@ -11,25 +11,33 @@ import pytest
 import tensorflow as tf
 from optuna.trial import TrialState
 
-import tuning.search
+import tuning.objective
+from competition.errors import PipelineError
 from competition.registry import load_competition
 from kip import main
 from pipelines.config import TrainConfig
 from pipelines.data import load_dataset
 from tests.conftest import FakeClock
-from tuning.search import TuneOptions, best_params_path, make_objective, tune
+from tuning.fidelity import CheckOptions, Fidelity
+from tuning.objective import make_objective
+from tuning.search import TuneOptions, best_params_path, tune
 from tuning.space import build_space
 from tuning.storage import open_storage
 
 QUICK = ["epochs=1", "batch_size=8"]  # tiny data, one epoch: each trial takes a few seconds
 
 
+def quick_config(slug: str, **changes) -> TrainConfig:
+    """make train's defaults capped at one epoch, so the final check's runs are as short as the trials."""
+    return TrainConfig(competition=slug, verbose=0, epochs=1, **changes)
+
+
 def db_url(home: Path) -> str:
     return f"sqlite:///{home / 'tuning' / 'studies.db'}"
 
 
-def test_study_is_stored_in_sqlite_and_resumes(tiny, home, capsys):
-    config = TrainConfig(competition=tiny, verbose=0)
+def test_study_is_stored_in_sqlite_and_resumes_then_checks_before_recommending(tiny, home, capsys):
+    config = quick_config(tiny)
     space = build_space("cnn", QUICK)
     tune(config, space, TuneOptions(trials=2))
     study = tune(config, space, TuneOptions(trials=1))
@@ -40,32 +48,38 @@ def test_study_is_stored_in_sqlite_and_resumes(tiny, home, capsys):
     assert len({tuple(sorted(t.params.items())) for t in loaded.trials}) == 3  # the resumed sampler moved on
     # the first trial of a new study is make train's untuned recipe
     assert study.trials[0].params == {"optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 0.05,
-                                      "dropout_rate": 0.3, "label_smoothing": 0.1, "augment_strength": 1.0}
+                                      "schedule": "cosine", "warmup_epochs": 1.0, "dropout_rate": 0.3,
+                                      "label_smoothing": 0.1, "augment_strength": 1.0}
     for trial in study.trials:
         assert {"optimizer", "learning_rate", "dropout_rate"} <= set(trial.params)
         assert trial.params["optimizer"] in {"adam", "adamw", "sgd", "rmsprop"}
     out = capsys.readouterr().out
     assert "search space for cnn" in out and "learning_rate" in out  # the space is printed at start
+    assert "fidelity minutes=3 subset=0.5 scale=1 (final run 18 minutes)" in out
+    assert "final check at 9 of the final run's 18 minutes" in out
 
     best = json.loads(best_params_path(tiny, "cnn").read_text())
-    # sampled settings only: the fixed epochs=1 and batch_size=8 were the search's conditions, not findings
-    assert best["params"] == study.best_params and best["fixed"] == {"epochs": 1, "batch_size": 8}
-    assert best["trial"] == study.best_trial.number
-    default = study.trials[0]
-    assert best["beats_default"] == (study.best_trial.number != 0 and study.best_value > default.value)
+    check = study.user_attrs["check"]
+    assert best == json.loads(json.dumps(check))  # the record make train reads is the check's
+    assert {c["trial"] for c in check["check"]["candidates"]} == {1, 2}  # the top 2, never the untuned recipe
+    winner = max(check["check"]["candidates"], key=lambda c: c["val_accuracy"])
+    assert best["trial"] == winner["trial"]
+    # the recipe make train gets: what the trial sampled and what the space held fixed
+    assert best["params"] == {**study.trials[winner["trial"]].params, "epochs": 1, "batch_size": 8}
+    gain = winner["val_accuracy"] - check["check"]["default"]["val_accuracy"]
+    assert best["beats_default"] == (gain >= 0.005)
     assert not (home / "runs" / "latest-tiny.txt").exists()  # trial runs are not what `make predict` picks up
-    # ... but the best trial's lean run folder can be named to predict with it
-    assert main(["predict", "--competition", tiny, "--runs", study.best_trial.user_attrs["run_dir"]]) == 0
+    # ... but the check's run folders can be named to predict with them
+    assert main(["predict", "--competition", tiny, "--runs", winner["run_dir"]]) == 0
     assert list((home / "submissions").glob("trial-*.csv"))
 
-    # TUNED=1: make train uses the tuned parameters whether or not they won, says so, and never the fixed epochs
-    assert main(["train", "--competition", tiny, "--tuned", "1", "--set", "verbose=0", "--set", "minutes=0",
-                 "--set", "epochs=1"]) == 0
+    # TUNED=1: make train uses the check's best candidate whether or not it won, and says so
+    assert main(["train", "--competition", tiny, "--tuned", "1", "--set", "verbose=0", "--set", "minutes=0"]) == 0
     out = capsys.readouterr().out
     assert "using tuned parameters" in out and "(TUNED=1)" in out
     run = out.split("train: ")[-1].split()[0]
     used = json.loads((Path(run) / "config.json").read_text())
-    assert used["optimizer"] == best["params"]["optimizer"]
+    assert used["optimizer"] == best["params"]["optimizer"] and used["epochs"] == 1
     assert used["learning_rate"] == pytest.approx(best["params"]["learning_rate"])
 
 
@@ -104,24 +118,8 @@ def test_the_demo_never_uses_tuned_parameters(home, monkeypatch):
     assert seen[0].optimizer == "adamw"  # the default, not the record's sgd
 
 
-def test_compare_with_default_needs_the_untuned_recipe_in_the_space():
-    from tuning.storage import compare_with_default
-
-    def study_with(values, moved=()):
-        study = optuna.create_study(direction="maximize")
-        for number, value in enumerate(values):
-            attrs = {"start": "defaults", "moved": list(moved)} if number == 0 else {}
-            study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=value, user_attrs=attrs))
-        return study
-
-    assert compare_with_default(study_with([0.5, 0.7]))[0] is True
-    assert compare_with_default(study_with([0.7, 0.5]))[0] is False
-    beats, why = compare_with_default(study_with([0.5, 0.7], moved=["learning_rate"]))
-    assert not beats and "does not hold the untuned recipe" in why
-
-
 def test_failing_trials_are_recorded_with_their_reason_and_the_study_goes_on(tiny, home, monkeypatch):
-    real_train, calls = tuning.search.train, []
+    real_train, calls = tuning.objective.train, []
 
     def flaky_train(config, **kwargs):
         calls.append(config)
@@ -131,32 +129,66 @@ def test_failing_trials_are_recorded_with_their_reason_and_the_study_goes_on(tin
             return real_train(config.update(optimizer="sgd", learning_rate=1e12, momentum=0.9), **kwargs)
         return real_train(config, **kwargs)
 
-    monkeypatch.setattr(tuning.search, "train", flaky_train)
-    study = tune(TrainConfig(competition=tiny, verbose=0), build_space("cnn", QUICK), TuneOptions(trials=3))
+    monkeypatch.setattr(tuning.objective, "train", flaky_train)
+    study = tune(quick_config(tiny), build_space("cnn", QUICK), TuneOptions(trials=3))
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
     assert "ResourceExhaustedError" in study.trials[0].user_attrs["fail_reason"]
     assert "NaN" in study.trials[1].user_attrs["fail_reason"]
     assert best_params_path(tiny, "cnn").exists()
 
 
-def test_keras_pruning_callback_reports_every_epoch_and_prunes(tiny, home):
-    config = TrainConfig(competition=tiny, verbose=0)
+def test_progress_is_reported_in_percent_of_the_run_and_the_pruner_stops_a_trial(tiny, home):
+    config = TrainConfig(competition=tiny, verbose=0, minutes=0)
     dataset = load_dataset(load_competition(tiny), seed=config.seed, progress=False)
     space = build_space("cnn", ["epochs=3", "batch_size=8"])
+    untimed = Fidelity(minutes=0, subset=1).resolve(0)
     keep = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
-    keep.optimize(make_objective(config, space, dataset, home / "kept"), n_trials=1)
-    assert sorted(keep.trials[0].intermediate_values) == [0, 1, 2]  # one validation accuracy per epoch
-    # a pruner that stops every trial below accuracy 2.0 after the first epoch
+    keep.optimize(make_objective(config, space, dataset, home / "kept", untimed), n_trials=1)
+    # 3 epochs: a third of the run each; the step an epoch skipped holds the accuracy known there
+    values = keep.trials[0].intermediate_values
+    assert sorted(values) == list(range(30, 101, 5))
+    assert all(values[step] == values[30] for step in range(30, 65, 5))
+    assert all(values[step] == values[65] for step in range(65, 100, 5))
+    # a pruner that stops every trial below accuracy 2.0 at its first report
     prune = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
-    prune.optimize(make_objective(config, space, dataset, home / "pruned"), n_trials=1)
-    assert prune.trials[0].state == TrialState.PRUNED and list(prune.trials[0].intermediate_values) == [0]
+    prune.optimize(make_objective(config, space, dataset, home / "pruned", untimed), n_trials=1)
+    assert prune.trials[0].state == TrialState.PRUNED and list(prune.trials[0].intermediate_values) == [30]
+    assert "pruned at 30% of its run" in prune.trials[0].user_attrs["pruned"]
     assert (home / "kept" / "trial-0000" / "model.keras").exists()
     assert not (home / "pruned" / "trial-0000" / "model.keras").exists()  # a pruned trial keeps no model
+    # a trial at the end of its run is never pruned: stopping it would save nothing
+    end = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    end.optimize(make_objective(config, build_space("cnn", QUICK), dataset, home / "end", untimed), n_trials=1)
+    assert end.trials[0].state == TrialState.COMPLETE and list(end.trials[0].intermediate_values) == [100]
+
+
+def test_a_time_budgeted_trial_reports_its_share_of_the_budget(tiny, home, monkeypatch):
+    from tests.conftest import ticking
+
+    clock = FakeClock()
+    real_train = tuning.objective.train
+
+    def train_with_ticks(config, **kwargs):  # every training step costs 1 fake second
+        kwargs["callbacks"] = [ticking(clock, lambda epoch: 1.0), *kwargs["callbacks"]]
+        return real_train(config, **kwargs)
+
+    monkeypatch.setattr(tuning.objective, "train", train_with_ticks)
+    config = TrainConfig(competition=tiny, verbose=0, minutes=0.6)  # a trial gets 0.1 minutes: 6 fake seconds
+    dataset = load_dataset(load_competition(tiny), seed=config.seed, progress=False)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    fidelity = Fidelity(subset=1).resolve(config.minutes)
+    study.optimize(make_objective(config, build_space("cnn", ["batch_size=8"]), dataset, home / "t", fidelity,
+                                  clock=clock), n_trials=1)
+    [trial] = study.trials
+    steps = sorted(trial.intermediate_values)
+    # 36 images in batches of 8: 4 fake seconds an epoch of a 6-second budget; the cap alone would say 10%
+    assert trial.state == TrialState.COMPLETE and steps[0] >= 50
+    assert trial.user_attrs["epochs_run"] < 10  # the time budget, not the cap of 60 x 0.1/0.6 = 10, ended it
 
 
 def tune_command(home: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "kip", "tune", "--competition", "tiny", "--set", "verbose=0",
-            "--heartbeat", "1", *[a for s in QUICK for a in ("--space", s)], *args]
+    return [sys.executable, "-m", "kip", "tune", "--competition", "tiny", "--set", "verbose=0", "--set", "epochs=1",
+            "--heartbeat", "1", "--pruner", "none", *[a for s in QUICK for a in ("--space", s)], *args]
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -202,39 +234,43 @@ def test_sigkill_mid_study_loses_no_finished_trial_and_resumes(tiny, home):
 
 
 def test_two_local_workers_share_one_study(tiny, home):
-    study = tune(TrainConfig(competition=tiny, verbose=0), build_space("cnn", QUICK), TuneOptions(trials=4, workers=2))
+    study = tune(quick_config(tiny), build_space("cnn", QUICK), TuneOptions(trials=4, workers=2))
     trials = study.get_trials()
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 4  # seeded per worker: no repeated trial
-    assert json.loads(best_params_path(tiny, "cnn").read_text())["trial"] == study.best_trial.number
+    record = json.loads(best_params_path(tiny, "cnn").read_text())
+    assert record["study"] == "tiny-cnn" and "check" in record  # the main process ran the final check
 
 
 def test_minutes_budget_stops_starting_trials(tiny, home):
-    # an injected clock that moves 1 s at every reading: a 3.5 s budget is read at the end of the first trial's
-    # epoch (1 s), after it (2 s), at the end of the second's epoch (3 s) and after it (4 s): then no new trial
+    # an injected clock that moves 1 s at every reading; no final check, so the trials get the whole budget
     clock = FakeClock(step=1.0)
-    study = tune(TrainConfig(competition=tiny, verbose=0), build_space("cnn", QUICK),
-                 TuneOptions(trials=None, minutes=3.5 / 60), clock=clock)
-    assert len(study.trials) == 2
+    study = tune(quick_config(tiny, minutes=0.6), build_space("cnn", QUICK),
+                 TuneOptions(trials=None, minutes=0.5, check=CheckOptions(top=0)), clock=clock)
+    assert 1 <= len(study.trials) < 30  # no trial limit: the budget ended the search
     assert all(t.state == TrialState.COMPLETE for t in study.trials)  # a trial under way is let finish its epochs
+    assert "no final check was asked for" in study.user_attrs["check"]["why"]
 
 
 def test_a_trial_running_past_the_minutes_budget_is_pruned_at_the_end_of_its_epoch(tiny, home):
     space = build_space("cnn", ["epochs=50", "batch_size=8"])
     # the budget is gone by the end of the first epoch: opening the study took it all, yet one trial runs
     clock = FakeClock(step=1.0)
-    study = tune(TrainConfig(competition=tiny, verbose=0), space, TuneOptions(trials=None, minutes=0.5 / 60,
-                                                                          pruner="none"), clock=clock)
+    study = tune(TrainConfig(competition=tiny, verbose=0, minutes=0), space,
+                 TuneOptions(trials=None, minutes=0.5 / 60, pruner="none", fidelity=Fidelity(subset=1),
+                             check=CheckOptions(top=0)), clock=clock)
     [trial] = study.trials  # started within the budget, stopped after it
     assert trial.state == TrialState.PRUNED
-    assert list(trial.intermediate_values) == [0]  # pruned at the end of its first epoch, not after 50
+    assert list(trial.intermediate_values) == [0]  # pruned at the end of its first epoch (2% of 50), not after 50
     assert "tuning budget ran out after epoch 1" in trial.user_attrs["pruned"]
 
 
-def test_a_spent_budget_still_runs_one_trial(tiny, home):
-    clock = FakeClock()
-    study = tune(TrainConfig(competition=tiny, verbose=0), build_space("cnn", QUICK),
-                 TuneOptions(trials=None, minutes=0.0), clock=clock)
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+def test_minutes_smaller_than_a_trial_and_the_check_is_one_line_and_writes_nothing(tiny, home):
+    with pytest.raises(PipelineError) as err:
+        tune(quick_config(tiny), build_space("cnn", QUICK), TuneOptions(trials=None, minutes=20))
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("MINUTES=20 holds no trial")
+    assert "one 3-minute trial plus the final check (3 runs of 9 minutes) needs about 30 minutes" in message
+    assert not (home / "tuning").exists()  # no study, no record

@@ -6,7 +6,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from competition.errors import PipelineError
 from pipelines.config import TrainConfig
-from tuning.space import ARCH_SPACES, build_space, check_compatible
+from tuning.space import ARCH_SPACES, build_space, check_compatible, departures, starting_point
 
 
 def test_default_space_per_arch_only_has_trainconfig_fields():
@@ -14,14 +14,16 @@ def test_default_space_per_arch_only_has_trainconfig_fields():
     for arch in ARCH_SPACES:
         space = build_space(arch)
         assert set(space.params) <= fields
-        searched = {"optimizer", "learning_rate", "epochs", "batch_size", "dropout_rate", "weight_decay"}
-        assert searched <= set(space.params)
+        searched = {"optimizer", "learning_rate", "epochs", "batch_size", "dropout_rate", "weight_decay",
+                    "label_smoothing", "augment_strength", "schedule", "warmup_epochs"}
+        assert searched <= set(space.params) and "minutes" not in space.params  # the budget is not searched
+        # every range holds make train's default: trial 0 is the untuned recipe itself
+        assert departures(space, TrainConfig(), starting_point(space, TrainConfig())) == []
         # adam with weight decay is adamw in Keras 3: one of the two is searched
         assert set(space.params["optimizer"].choices) == {"adamw", "sgd", "rmsprop"}
         assert space.params["learning_rate"].log
         # names the space knows but TrainConfig lacks are listed, not silently searched
         assert all(name not in fields for name in space.unsupported)
-    assert build_space("resnet10").params["epochs"].high < build_space("cnn").params["epochs"].high
     text = build_space("cnn").describe()
     assert "learning_rate" in text and "(log)" in text and "only when optimizer in sgd, rmsprop" in text
 
@@ -43,7 +45,7 @@ def test_space_from_a_file(tmp_path):
     path.write_text('[space]\noptimizer = ["adamw"]\nepochs = "2:4"\nlearning_rate = {low = 1e-4, high = 1e-3}\n')
     space = build_space("cnn", [str(path)])
     assert space.fixed["optimizer"] == "adamw"
-    assert space.params["epochs"] == IntDistribution(2, 4)
+    assert space.params["epochs"] == IntDistribution(2, 4, log=True)  # keeps the default range's log scale
     assert space.params["learning_rate"].high == 1e-3
     json_path = tmp_path / "space.json"
     json_path.write_text(json.dumps({"batch_size": 128}))
@@ -51,7 +53,7 @@ def test_space_from_a_file(tmp_path):
 
 
 @pytest.mark.parametrize("spec", ["nope=1", "epochs=5:1", "learning_rate=0:1:log", "epochs=x", "optimizer=1:2",
-                                  "missing-file.toml"])
+                                  "missing-file.toml", "minutes=1:10"])
 def test_bad_space_is_one_line_error(spec):
     with pytest.raises(PipelineError) as err:
         build_space("cnn", [spec])
@@ -59,7 +61,7 @@ def test_bad_space_is_one_line_error(spec):
 
 
 def test_conditional_parameters_follow_the_optimizer():
-    space = build_space("cnn", ["epochs=1"])
+    space = build_space("cnn", ["epochs=1", "schedule=cosine", "warmup_epochs=1"])
     adam = space.sample(optuna.trial.FixedTrial({"optimizer": "adamw", "learning_rate": 1e-3, "batch_size": 32,
                                                  "dropout_rate": 0.1, "weight_decay": 1e-4,
                                                  "label_smoothing": 0.1, "augment_strength": 1.0}))
@@ -81,6 +83,15 @@ def test_resumed_study_refuses_changed_choices():
         check_compatible(study, build_space("cnn", ["optimizer=adamw,sgd"]))
 
 
+def test_warmup_is_only_searched_for_the_schedules_that_take_it():
+    space = build_space("cnn", ["epochs=1"])
+    base = {"optimizer": "adamw", "learning_rate": 1e-3, "batch_size": 32, "dropout_rate": 0.1, "weight_decay": 1e-4,
+            "label_smoothing": 0.1, "augment_strength": 1.0}
+    assert space.sample(optuna.trial.FixedTrial({**base, "schedule": "cosine", "warmup_epochs": 2.0}))[
+        "warmup_epochs"] == 2.0
+    assert "warmup_epochs" not in space.sample(optuna.trial.FixedTrial({**base, "schedule": "onecycle"}))
+
+
 def test_starting_point_is_the_config_clipped_into_the_space():
     from pipelines.config import TrainConfig
     from tuning.space import starting_point
@@ -99,6 +110,6 @@ def test_departures_name_what_the_space_moved_away_from_the_untuned_recipe():
 
     config = TrainConfig()
     space = build_space("cnn")
-    assert departures(space, config, starting_point(space, config)) == ["epochs"]  # 60 clipped to 40
-    narrow = build_space("cnn", ["learning_rate=1e-2:1e-1", "optimizer=sgd,rmsprop"])
+    assert departures(space, config, starting_point(space, config)) == []
+    narrow = build_space("cnn", ["learning_rate=1e-2:1e-1", "optimizer=sgd,rmsprop", "epochs=5:40"])
     assert departures(narrow, config, starting_point(narrow, config)) == ["epochs", "learning_rate", "optimizer"]

@@ -145,7 +145,8 @@ def test_tune_runs_on_postgresql(postgres_url, tiny, home):
     from tuning.search import TuneOptions, best_params_path, tune
     from tuning.space import build_space
 
-    study = tune(TrainConfig(competition=tiny, verbose=0), build_space("cnn", ["epochs=1", "batch_size=8"]),
+    study = tune(TrainConfig(competition=tiny, verbose=0, epochs=1), build_space("cnn", ["epochs=1", "batch_size=8"]),
                  TuneOptions(trials=2, storage=postgres_url))
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert study.user_attrs["fidelity"]["minutes"] == 3 and "why" in study.user_attrs["check"]  # attrs in PostgreSQL
     assert json.loads(best_params_path(tiny, "cnn").read_text())["study"] == "tiny-cnn"

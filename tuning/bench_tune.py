@@ -1,11 +1,10 @@
 """``make bench-tune``: trials per hour and best validation accuracy with and without pruning, in one run.
 
-Each mode (no pruning, Hyperband, median) searches ``make tune``'s own default space for the cnn (5 to 40 epochs,
-the other settings as in ``tuning.space``) with the same seeded sampler for the same wall-clock budget, taking turns
-trial by trial, on a GIC-like subset: ``--classes`` classes of the GIC train split at ``--size`` pixels when
-``data/raw/gic-unibuc-dl-2023`` is present, else generated images of the same kind. The subset is small so that each
-mode finishes several full-length trials; a shorter epoch range than a real search uses would understate what pruning
-saves, since a pruned trial still runs its first epochs.
+Each mode (no pruning, successive halving, median) searches ``make tune``'s own default space for the cnn at its
+default fidelity (``--fidelity``, as ``make tune FIDELITY=``) with the same seeded sampler for the same wall-clock
+budget, taking turns trial by trial, on a GIC-like subset: ``--classes`` classes of the GIC train split at ``--size``
+pixels when ``data/raw/gic-unibuc-dl-2023`` is present, else generated images of the same kind. The subset is small so
+that each mode finishes several full-length trials.
 Figures go to stdout and ``reports/bench-tune/``.
 """
 from __future__ import annotations
@@ -91,7 +90,7 @@ def write_subset(home: Path, images, labels, classes: int, size: int, seed: int)
     return "bench-tune"
 
 
-def run_interleaved(config, dataset, space, pruners: list[str], minutes: float) -> list[dict]:
+def run_interleaved(config, dataset, space, pruners: list[str], minutes: float, fidelity) -> list[dict]:
     """One study per pruner, run one trial at a time in turn until each has used ``minutes`` of wall-clock time.
 
     Taking turns spreads the load of a shared machine evenly over the modes, where running them one after the other
@@ -101,8 +100,6 @@ def run_interleaved(config, dataset, space, pruners: list[str], minutes: float) 
     from tuning.search import Search, TuneOptions, run_trials
     from tuning.storage import count_states, load_study
 
-    epochs = space.params.get("epochs")
-    max_epochs = epochs.high if epochs is not None else int(space.fixed.get("epochs", config.epochs))
     wall = {p: 0.0 for p in pruners}
     cpu = {p: 0.0 for p in pruners}
     budget = minutes * 60
@@ -111,7 +108,7 @@ def run_interleaved(config, dataset, space, pruners: list[str], minutes: float) 
             if wall[pruner] >= budget:
                 continue
             cpu0, wall0 = time.process_time(), time.perf_counter()
-            search = Search(config, space, f"bench-{pruner}", TuneOptions(pruner=pruner), None, max_epochs)
+            search = Search(config, space, f"bench-{pruner}", TuneOptions(pruner=pruner), fidelity, None)
             run_trials(search, 1, dataset=dataset)
             wall[pruner] += time.perf_counter() - wall0
             cpu[pruner] += time.process_time() - cpu0
@@ -138,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes", type=int, default=20)
     parser.add_argument("--per-class", type=int, default=130, help="generated images per class")
     parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--pruners", nargs="+", default=["hyperband", "median"],
+    parser.add_argument("--fidelity", default="", help="a trial's fidelity, as make tune FIDELITY= (default its own)")
+    parser.add_argument("--pruners", nargs="+", default=["sha", "median"],
                         help="the pruners to compare with no pruning")
     parser.add_argument("--space", action="append", default=None,
                         help="search-space overrides, as for make tune SPACE= (default: none)")
@@ -147,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     from competition.registry import load_competition
     from pipelines.config import TrainConfig
     from pipelines.data import load_dataset
+    from tuning.fidelity import Fidelity, parse_options
     from tuning.space import build_space
 
     report_dir = settings.home() / "reports" / "bench-tune"
@@ -162,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.minutes:g} min per mode, {os.cpu_count()} CPUs", flush=True)
         config = TrainConfig(competition=slug, arch="cnn", verbose=0)
         space = build_space("cnn", args.space or [])
-        results = run_interleaved(config, dataset, space, ["none", *args.pruners], args.minutes)
+        fidelity = parse_options(args.fidelity, Fidelity, "FIDELITY").resolve(config.minutes)
+        results = run_interleaved(config, dataset, space, ["none", *args.pruners], args.minutes, fidelity)
     if previous_home is None:
         os.environ.pop("KIP_HOME")
     else:
@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         r["speedup"] = round(r["trials_per_hour"] / base["trials_per_hour"], 2) if base["trials_per_hour"] else None
     lines = [f"# bench-tune: {source}", "",
              f"{len(dataset.train)} train / {len(dataset.val)} val images, {args.minutes:g} minutes per mode, "
-             f"taking turns trial by trial, cnn, space overrides {args.space or 'none'}, peak RSS "
+             f"taking turns trial by trial, cnn, fidelity {fidelity.describe()}, space overrides "
+             f"{args.space or 'none'}, peak RSS "
              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB", "",
              "| pruner | trials/hour | vs none | trials/CPU-hour | finished (complete + pruned) | failed "
              "| epochs trained | best val_accuracy | wall s | CPU s |", "|---|---|---|---|---|---|---|---|---|---|"]

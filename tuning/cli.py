@@ -7,8 +7,9 @@ from competition import settings
 from competition.registry import load_competition
 from pipelines.cli import add_stage, add_training_arguments, training_config
 from pipelines.config import parse_settings
+from tuning.fidelity import CheckOptions, Fidelity, describe, parse_options
 from tuning.space import build_space
-from tuning.storage import compare_with_default, count_states
+from tuning.storage import PRUNERS, count_states
 
 
 def cmd_tune(args) -> None:
@@ -16,9 +17,11 @@ def cmd_tune(args) -> None:
 
     config = training_config(argparse.Namespace(**{**vars(args), "tuned": "0"}))
     space = build_space(config.arch, args.space, fixed=parse_settings(args.set))
-    study = tune(config, space, TuneOptions(trials=args.trials or None, minutes=args.minutes, storage=args.storage,
-                                            study=args.study, pruner=args.pruner, heartbeat=args.heartbeat,
-                                            workers=args.workers))
+    options = TuneOptions(trials=args.trials or None, minutes=args.minutes, storage=args.storage, study=args.study,
+                          pruner=args.pruner, heartbeat=args.heartbeat, workers=args.workers,
+                          fidelity=parse_options(args.fidelity, Fidelity, "FIDELITY"),
+                          check=parse_options(args.check, CheckOptions, "CHECK"))
+    study = tune(config, space, options)
     states = count_states(study)
     print(f"tune: study {study.study_name}: {sum(states.values())} trials ("
           + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + ")")
@@ -26,15 +29,15 @@ def cmd_tune(args) -> None:
         if trial.state.name == "FAIL":
             reason = trial.user_attrs.get("fail_reason", "process died (heartbeat)")
             print(f"tune: trial {trial.number} failed: {reason}")
+    record = study.user_attrs.get("check", {})
     if states.get("complete"):
-        slug = load_competition(config.competition).slug
-        beats, why = compare_with_default(study)
-        print(f"tune: best val_accuracy={study.best_value:.4f} (trial {study.best_trial.number}) "
-              f"{study.best_trial.params} -> {best_params_path(slug, config.arch)}")
-        print(f"tune: {'make train will use them' if beats else 'make train keeps its default recipe'}: {why}"
-              + ("" if beats else " (TUNED=1 uses them anyway)"))
-        if study.best_trial.user_attrs.get("run_dir"):
-            print(f"tune: the best trial's model: make predict RUNS={study.best_trial.user_attrs['run_dir']}")
+        print(f"tune: best trial in the search: {study.best_trial.number} val_accuracy={study.best_value:.4f} "
+              f"at fidelity {describe(study.user_attrs.get('fidelity', {}))}")
+    path = best_params_path(load_competition(config.competition).slug, config.arch)
+    if record.get("beats_default"):
+        print(f"tune: make train will use trial {record['trial']}'s parameters {record['params']} -> {path}")
+    else:
+        print(f"tune: make train keeps its default recipe ({path}); TUNED=1 uses the best candidate anyway")
 
 
 def cmd_tune_report(args) -> None:
@@ -49,15 +52,23 @@ def register(sub) -> None:
     t = add_training_arguments(add_stage(sub, "tune", cmd_tune, "Optuna search over optimizer, learning rate, "
                                          "epochs, batch size, ...", tensorflow=True))
     t.add_argument("--trials", type=int, default=10, help="more trials to run, over all workers (0: no limit)")
-    t.add_argument("--minutes", type=float, default=None, help="stop starting trials after this long")
+    t.add_argument("--minutes", type=float, default=None,
+                   help="the whole search in minutes, the final check included: no trial starts after its share")
     t.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite under tuning/)")
     t.add_argument("--study", default=None, help="study name (default: <slug>-<arch>)")
     t.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     t.add_argument("--space", action="append", metavar="NAME=SPEC|FILE",
                    help="narrow or fix the search: lr=1e-4:1e-2, optimizer=adamw,sgd, epochs=10, or a TOML/JSON file")
-    t.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"],
-                   help="median (default): below the median of earlier trials at the same epoch, after 4 trials; "
-                        "hyperband: successive halving at 1, 3, 9, ... epochs, from the second trial; none")
+    t.add_argument("--pruner", default="sha", choices=PRUNERS,
+                   help="sha (default): successive halving, a trial goes on at 12%% and 36%% of its run only in the "
+                        "top third; median: below the median of earlier trials at the same point, after 4 trials; "
+                        "hyperband: successive halving in several brackets; none")
+    t.add_argument("--fidelity", default="", metavar="'minutes=M subset=F scale=F'",
+                   help="how a trial is a smaller copy of the final run: its minutes (default: the final run's / 6), "
+                        "a class-stratified subset of train, a factor on the image size")
+    t.add_argument("--check", default="", metavar="'top=N budget=F margin=A'",
+                   help="final check: retrain the top N (2) candidates and the default at F (0.5) x the final "
+                        "budget; the tuned parameters win only by at least A (0.005) accuracy")
     t.add_argument("--heartbeat", type=int, default=30, help="seconds between trial heartbeats (RDB storages)")
     r = add_stage(sub, "tune-report", cmd_tune_report, "plots and a top-trials table of a study -> reports/<slug>/")
     r.add_argument("--arch", default=settings.DEFAULT_ARCH)

@@ -1,146 +1,112 @@
-"""Optuna search over the same ``train`` function ``make train`` runs.
+"""Optuna search over the same ``train`` function ``make train`` runs, at a lower fidelity, then a final check.
 
 One study per competition and arch, stored in SQLite under ``tuning/`` (or any SQLAlchemy URL, or a journal file),
-so a rerun resumes it and several worker processes, on one machine or many, share it. Each trial reports its
-validation accuracy every epoch so the pruner can stop bad ones; a heartbeat lets a rerun fail (and retry once) the
-trials of a process that was killed.
+so a rerun resumes it and several worker processes, on one machine or many, share it. Each trial runs make train's
+time-budgeted recipe at the study's fidelity (``tuning.fidelity``) and reports its progress so the pruner can stop
+bad ones; a heartbeat lets a rerun fail (and retry once) the trials of a process that was killed. At the end the
+best candidates and the default are trained again at the final budget (``tuning.check``), and the tuned parameters
+are recommended only when one wins there.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 import multiprocessing
 import os
-import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import optuna
 from optuna.storages.journal import JournalStorage
 from optuna.trial import TrialState
-from optuna_integration import KerasPruningCallback
 
 from competition import settings
-from competition.errors import PipelineError, first_line
+from competition.errors import PipelineError
 from competition.registry import load_competition
-from pipelines.callbacks import Deadline
-from pipelines.config import TrainConfig, write_tuned
+from pipelines.config import TrainConfig
 from pipelines.data import load_dataset
-from pipelines.train import train
-from tuning.space import SearchSpace, build_space, check_compatible, departures, starting_point
+from tuning.check import final_check, write_record
+from tuning.fidelity import CheckOptions, Fidelity, check_study, reduce_dataset, search_minutes
+from tuning.objective import make_objective
+from tuning.space import SearchSpace, build_space, check_compatible, departures, describe, starting_point
 from tuning.storage import (
     HEARTBEAT_SECONDS,
-    compare_with_default,
     count_states,
     default_storage,
     open_storage,
     open_study,
+    startup_trials,
     study_name,
 )
 
-FIDELITY = ("epochs",)  # how long a trial trains: not part of the recipe a trial's score is compared on
-MONITOR = "val_accuracy"
+PRUNED_SHARE = 0.5  # with successive halving a trial runs about half its budget on average: for TPE's start-up
 
 
 @dataclass
 class TuneOptions:
-    """How a study runs: its budget (``trials`` more, and/or ``minutes``), where it lives, how it prunes, how many
-    worker processes share it."""
+    """How a study runs: its budget (``trials`` more, and/or ``minutes`` in all, the final check included), its
+    fidelity and final check, where it lives, how it prunes, how many worker processes share it; ``record``: write
+    the tuned-settings file ``make train`` reads."""
 
     trials: int | None = 10
     minutes: float | None = None
     storage: str | None = None
     study: str | None = None
-    pruner: str = "median"
+    pruner: str = "sha"
     heartbeat: int = HEARTBEAT_SECONDS
     workers: int = 1
+    fidelity: Fidelity = field(default_factory=Fidelity)
+    check: CheckOptions = field(default_factory=CheckOptions)
+    record: bool = True
 
 
 @dataclass
 class Search:
-    """One study's search as every worker runs it: the settings, the space, the study and the deadline."""
+    """One study's search as every worker runs it: the settings, the space, the study, the fidelity (resolved), the
+    deadline of the trials and the sampler's start-up."""
 
     config: TrainConfig
     space: SearchSpace
     name: str
     options: TuneOptions
+    fidelity: Fidelity
     deadline: float | None  # seconds since the epoch (time.time), or None
-    max_epochs: int = 40  # Hyperband's largest budget: the most epochs a trial can run
+    startup: int = 10
 
     def open(self, seed_offset: int = 0) -> optuna.Study:
         o = self.options
-        return open_study(self.name, o.storage, o.heartbeat, o.pruner, self.config.seed + seed_offset,
-                          self.max_epochs)
+        return open_study(self.name, o.storage, o.heartbeat, o.pruner, self.config.seed + seed_offset, self.startup)
 
 
 def best_params_path(slug: str, arch: str) -> Path:
     return settings.best_params_path(slug, arch)
 
 
-def make_objective(config: TrainConfig, space: SearchSpace, dataset, trials_dir: Path, deadline: float | None = None,
-                   clock=time.time):
-    """The objective: sample, train with per-epoch reports to the pruner, return validation accuracy.
-
-    A NaN loss (stopped by ``TerminateOnNaN``) or any exception fails the trial with its reason in the trial's
-    ``fail_reason`` user attribute; ``study.optimize(catch=...)`` then goes on with the next one. A trial still
-    running when the budget's ``deadline`` passes is pruned at the end of its epoch.
-    """
-
-    def objective(trial: optuna.Trial) -> float:
-        params = space.sample(trial)
-        trial.set_user_attr("fixed", space.fixed)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        keras.backend.clear_session()
-        run_dir = trials_dir / f"trial-{trial.number:04d}"
-        try:
-            result = train(config.update(**params), dataset=dataset, run_dir=run_dir, lean=True,
-                           callbacks=[KerasPruningCallback(trial, MONITOR), keras.callbacks.TerminateOnNaN(),
-                                      Deadline(deadline, optuna.TrialPruned, clock)])
-            bad = [i for i, v in enumerate(result.history.get("loss", []), start=1) if not math.isfinite(v)]
-            if bad:
-                raise FloatingPointError(f"loss became NaN/inf at epoch {bad[0]}; TerminateOnNaN stopped the run")
-        except optuna.TrialPruned as pruned:
-            trial.set_user_attr("pruned", first_line(pruned) or "the pruner stopped it")
-            (run_dir / "model.keras").unlink(missing_ok=True)
-            raise
-        except Exception as err:
-            trial.set_user_attr("fail_reason", first_line(err)[:500])
-            (run_dir / "model.keras").unlink(missing_ok=True)
-            raise
-        trial.set_user_attr("run_dir", str(result.run_dir))
-        for key in ("val_macro_f1", "val_log_loss", "epochs_run", "train_seconds"):
-            trial.set_user_attr(key, result.metrics[key])
-        return result.metrics[MONITOR]
-
-    return objective
-
-
 def run_trials(search: Search, n_trials: int | None, dataset=None, seed_offset: int = 0,
                clock=time.time) -> optuna.Study:
     """Run trials in this process until ``n_trials`` are done or ``clock()`` passes the search's deadline; at least
-    one trial runs, however little of the budget is left once the data and the study are open."""
+    one trial runs, however little of the budget is left once the data and the study are open. ``dataset`` is the
+    full data; each trial sees it reduced to the search's fidelity."""
     config = search.config
-    competition = load_competition(config.competition)
     if dataset is None:
-        dataset = load_dataset(competition, seed=config.seed, progress=config.verbose > 0)  # once per process
+        dataset = load_dataset(load_competition(config.competition), seed=config.seed, progress=config.verbose > 0)
+    reduced = reduce_dataset(dataset, search.fidelity, config.seed)  # once per process
     study = search.open(seed_offset)
 
-    def keep_best(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    def keep_best_model(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if trial.state == TrialState.COMPLETE and study.best_trial.number == trial.number:
-            write_best_params(study, competition.slug, config.arch)
-        elif trial.user_attrs.get("run_dir"):  # only the best trial keeps its model file
+            return
+        if trial.user_attrs.get("run_dir"):  # only the best trial keeps its model file
             (Path(trial.user_attrs["run_dir"]) / "model.keras").unlink(missing_ok=True)
 
     def stop_at_deadline(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if search.deadline is not None and clock() >= search.deadline:
             study.stop()
 
-    objective = make_objective(config, search.space, dataset, settings.runs_dir() / f"tune-{search.name}",
-                               search.deadline, clock)
+    objective = make_objective(config, search.space, reduced, settings.runs_dir() / f"tune-{search.name}",
+                               search.fidelity, search.deadline, clock)
     study.optimize(objective, n_trials=n_trials, catch=(Exception,), gc_after_trial=True,
-                   callbacks=[keep_best, stop_at_deadline])
+                   callbacks=[keep_best_model, stop_at_deadline])
     return study
 
 
@@ -156,8 +122,8 @@ def _worker(search: Search, n_trials: int | None, index: int, threads: int) -> N
 def tune(config: TrainConfig, space: SearchSpace | None = None, options: TuneOptions | None = None, dataset=None,
          clock=time.time) -> optuna.Study:
     """Run ``options.trials`` more trials (in all, over ``options.workers`` processes) of the study for this
-    competition and arch, starting none after ``options.minutes`` (at least one runs); write the best parameters;
-    return the study.
+    competition and arch, starting none once the part of ``options.minutes`` left for them is spent (at least one
+    runs); then the final check, which writes the tuned-settings record; return the study.
 
     ``dataset`` (one worker only) skips loading the data again when the caller has it already; ``clock`` (seconds
     since the epoch, as ``time.time``) lets tests run a budget without real time (one worker only)."""
@@ -167,37 +133,59 @@ def tune(config: TrainConfig, space: SearchSpace | None = None, options: TuneOpt
     if options.workers < 1:
         raise PipelineError("workers must be at least 1")
     space = space or build_space(config.arch)
-    if "minutes" not in space.fixed and "minutes" not in space.params:
-        # a trial runs the epochs it sampled; make train's time budget would re-plan them
-        config = config.update(minutes=0)
-    epochs = space.params.get("epochs")
+    fidelity = options.fidelity.resolve(config.minutes)
+    minutes = search_minutes(options.minutes, fidelity, options.check)  # before anything is opened or written
     slug = load_competition(config.competition).slug
-    search = Search(config, space, options.study or study_name(slug, config.arch), options,
-                    None if options.minutes is None else clock() + options.minutes * 60,
-                    epochs.high if epochs is not None else int(space.fixed.get("epochs", config.epochs)))
+    name = options.study or study_name(slug, config.arch)
+    expected = options.trials
+    if minutes is not None and fidelity.minutes:
+        expected = min(expected or 10 ** 6, int(minutes / (fidelity.minutes * PRUNED_SHARE)))
+    search = Search(config, space, name, options, fidelity, None if minutes is None else clock() + minutes * 60)
     existing = search.open()
+    check_study(existing, fidelity)
     check_compatible(existing, space)
+    search.startup = startup_trials(None if expected is None else len(existing.trials) + expected)
+    start = starting_point(space, config)
+    _notice_excluded_defaults(space, config, start)
     if not existing.get_trials(deepcopy=False):
         # a new study starts from the untuned recipe, so the search is measured against it on the same hold-out
-        start = starting_point(space, config)
-        moved = [name for name in departures(space, config, start) if name not in FIDELITY]
-        existing.enqueue_trial(start, user_attrs={"start": "make train's defaults", "moved": moved},
+        existing.enqueue_trial(start, user_attrs={"start": "make train's defaults",
+                                                  "moved": departures(space, config, start)},
                                skip_if_exists=True)  # several machines starting one study at once
-    _announce(search, existing)
+    _announce(search, existing, minutes)
+    if options.workers == 1 and dataset is None:
+        dataset = load_dataset(load_competition(config.competition), seed=config.seed, progress=config.verbose > 0)
     _run_workers(search, dataset, clock)
     final = optuna.load_study(study_name=search.name, storage=open_storage(options.storage, options.heartbeat))
-    write_best_params(final, slug, config.arch)
+    if dataset is None:
+        dataset = load_dataset(load_competition(config.competition), seed=config.seed, progress=False)
+    record = final_check(final, config, options.check, fidelity, dataset, settings.runs_dir() / f"tune-{name}", clock)
+    if options.record:
+        write_record(record, slug, config.arch)
     return final
 
 
-def _announce(search: Search, study: optuna.Study) -> None:
+def _notice_excluded_defaults(space: SearchSpace, config: TrainConfig, start: dict) -> None:
+    """One line when the space leaves out make train's own value of a setting: the search still runs (trial 0 starts
+    from the nearest point) and the final check still trains the default itself."""
+    moved = departures(space, config, start)
+    if moved:
+        print("tune: notice: the search space excludes make train's default "
+              + ", ".join(f"{n}={getattr(config, n)!r} ({describe(space.params[n])})" for n in moved)
+              + "; trial 0 starts from the nearest point and the final check still trains the default itself")
+
+
+def _announce(search: Search, study: optuna.Study, minutes: float | None) -> None:
     counts, o = count_states(study), search.options
     print(f"tune: study {search.name} in {o.storage or default_storage()} ({sum(counts.values())} trials so far"
           + "".join(f", {n} {state}" for state, n in counts.items()) + ")")
     print(f"tune: search space for {search.config.arch}:\n{search.space.describe()}")
     journal = isinstance(open_storage(o.storage, o.heartbeat), JournalStorage)
+    print(f"tune: fidelity {search.fidelity.describe()}; a trial's epochs and warm-up scaled by "
+          f"{search.fidelity.epoch_scale:.3g}")
     print(f"tune: budget {o.trials if o.trials is not None else 'unlimited'} trials"
-          + (f", {o.minutes:g} minutes" if o.minutes else "") + f"; {o.workers} worker(s); pruner {o.pruner}"
+          + (f", {o.minutes:g} minutes ({minutes:.3g} for trials, the rest for the final check)" if o.minutes else "")
+          + f"; {o.workers} worker(s); pruner {o.pruner}; TPE start-up {search.startup} trials"
           + ("; no heartbeat (journal)" if journal else f"; heartbeat {o.heartbeat} s"), flush=True)
 
 
@@ -222,33 +210,3 @@ def _run_workers(search: Search, dataset, clock) -> None:
     failed = [p.name for p in processes if p.exitcode != 0]
     if failed:
         print(f"tune: worker(s) {', '.join(failed)} exited abnormally; rerun to continue the study")
-
-
-def best_params(trial: optuna.trial.FrozenTrial) -> dict:
-    """The trial's full training settings: the sampled parameters and the ones the space held fixed."""
-    return {**trial.user_attrs.get("fixed", {}), **trial.params}
-
-
-def write_best_params(study: optuna.Study, slug: str, arch: str) -> Path | None:
-    """Write the best trial's sampled parameters atomically, and whether they beat the untuned recipe.
-
-    Settings the study held fixed (``SPACE="epochs=2"``, ``SET=``) are the search's conditions, not findings, so
-    they are recorded but never handed on to ``make train``.
-    """
-    try:
-        best = study.best_trial
-    except ValueError:
-        return None
-    beats, why = compare_with_default(study)
-    return write_tuned(slug, arch, {
-        "study": study.study_name,
-        "trial": best.number,
-        MONITOR: best.value,
-        "val_macro_f1": best.user_attrs.get("val_macro_f1"),
-        "params": dict(best.params),
-        "fixed": best.user_attrs.get("fixed", {}),
-        "beats_default": beats,
-        "why": why,
-    })
-
-

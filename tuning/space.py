@@ -21,15 +21,20 @@ from optuna.distributions import IntDistribution as Int
 from competition.errors import PipelineError
 from pipelines.config import TrainConfig, field_types
 
-# Ordered: a parameter that others depend on (optimizer) comes first.
+# Ordered: a parameter that others depend on (optimizer, schedule) comes first. Every range holds make train's
+# default, so trial 0 is the untuned recipe itself.
 COMMON: dict[str, BaseDistribution] = {
     # adam with weight decay is adamw in Keras 3 (decoupled decay in every optimizer), so one of the two is searched
     "optimizer": Choice(["adamw", "sgd", "rmsprop"]),
     "learning_rate": Float(1e-4, 3e-2, log=True),
     "momentum": Float(0.8, 0.99),
     "weight_decay": Float(1e-5, 1e-1, log=True),
-    "epochs": Int(5, 40),
+    # the final run's cap, as make train reads it: its time budget plans the epochs and this only binds when lower
+    # (then the schedule is fitted to it: a shorter, completed run); a trial scales it with its budget
+    "epochs": Int(10, 60, log=True),
     "batch_size": Choice([32, 64, 128]),
+    "schedule": Choice(["cosine", "linear", "onecycle"]),
+    "warmup_epochs": Float(0.0, 3.0),
     "dropout_rate": Float(0.0, 0.5),
     "label_smoothing": Float(0.0, 0.2),
     "augment_strength": Float(0.0, 1.5),
@@ -37,14 +42,19 @@ COMMON: dict[str, BaseDistribution] = {
 
 ARCH_SPACES: dict[str, dict[str, BaseDistribution]] = {
     "cnn": COMMON,
-    # Slower per epoch and already regularised by batch norm: fewer epochs, larger batches, lighter dropout.
-    "resnet10": {**COMMON, "epochs": Int(5, 30), "batch_size": Choice([64, 128]), "dropout_rate": Float(0.0, 0.3)},
+    # Slower per step and already regularised by batch norm: larger batches, lighter dropout.
+    "resnet10": {**COMMON, "batch_size": Choice([64, 128]), "dropout_rate": Float(0.0, 0.3)},
 }
 
-# A parameter is only sampled when the one it depends on has one of these values (what make_optimizer reads).
+# A parameter is only sampled when the one it depends on has one of these values (what make_optimizer and the
+# learning-rate schedule read: onecycle has its own warm-up).
 CONDITIONS: dict[str, tuple[str, tuple]] = {
     "momentum": ("optimizer", ("sgd", "rmsprop")),
+    "warmup_epochs": ("schedule", ("cosine", "linear", "constant")),
 }
+# The budget is not searched: FIDELITY= sets a trial's, SET="minutes=..." the final run's.
+NOT_SEARCHABLE = {"minutes": "the time budget is not a setting to search: FIDELITY=\"minutes=...\" sets a trial's, "
+                             "SET=\"minutes=...\" the final run's"}
 
 
 @dataclasses.dataclass
@@ -189,6 +199,8 @@ def build_space(arch: str, overrides: list[str] | dict | None = None, fixed: dic
                 raise PipelineError(f"search space: '{item}' is neither NAME=SPEC nor a TOML/JSON file")
     space = SearchSpace(params={}, fixed={})
     for name in list(base) + [n for n in entries if n not in base]:
+        if name in NOT_SEARCHABLE and name in entries:
+            raise PipelineError(f"search space: {name}: {NOT_SEARCHABLE[name]}")
         if name not in types:
             if name in entries:
                 raise PipelineError(f"search space: unknown setting '{name}'; known: {', '.join(sorted(types))}")

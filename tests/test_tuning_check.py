@@ -1,0 +1,104 @@
+"""The final check: tuned parameters are recommended only when a candidate beats the default at the final budget."""
+import json
+from types import SimpleNamespace
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+
+import tuning.check
+from pipelines.config import TrainConfig, tuned_settings
+from tuning.check import candidates, final_check, write_record
+from tuning.fidelity import CheckOptions, Fidelity
+
+LR = FloatDistribution(1e-4, 1e-1, log=True)
+
+
+def study_with(values: list[float]) -> optuna.Study:
+    """Trial 0 the untuned recipe; the others each a learning rate, with the search's validation accuracy."""
+    study = optuna.create_study(study_name="tiny-cnn", direction="maximize")
+    for number, value in enumerate(values):
+        attrs = {"start": "make train's defaults", "moved": []} if number == 0 else {}
+        study.add_trial(optuna.trial.create_trial(params={"learning_rate": 1e-3 * (number + 1)},
+                                                  distributions={"learning_rate": LR}, value=value,
+                                                  user_attrs={**attrs, "fixed": {"batch_size": 8}}))
+    return study
+
+
+def fake_train(scores: dict[float, float], seen: list):
+    """A train() that scores a recipe by its learning rate (the default's is 2e-3), without training."""
+    def train(config, dataset=None, run_dir=None, lean=False, clock=None, **kwargs):
+        seen.append(config)
+        return SimpleNamespace(metrics={"val_accuracy": scores[round(config.learning_rate, 6)], "val_macro_f1": 0.5,
+                                        "epochs_run": 3})
+    return train
+
+
+def run_check(monkeypatch, home, study, scores, check=CheckOptions()):
+    seen = []
+    monkeypatch.setattr(tuning.check, "train", fake_train(scores, seen))
+    config = TrainConfig(competition="tiny", minutes=18)
+    record = final_check(study, config, check, Fidelity().resolve(18), None, home / "runs" / "tune-tiny-cnn")
+    write_record(record, "tiny", "cnn")
+    return record, seen
+
+
+def test_candidates_are_the_top_finished_trials_other_than_the_default_one_per_recipe():
+    study = study_with([0.9, 0.5, 0.8, 0.7])
+    retried = optuna.trial.create_trial(params={"learning_rate": 3e-3}, distributions={"learning_rate": LR},
+                                        value=0.85, user_attrs={"fixed": {"batch_size": 8}})
+    study.add_trial(retried)  # a retry of trial 2: the same recipe
+    assert [t.number for t in candidates(study, 2)] == [4, 3]
+    assert [t.number for t in candidates(study, 5)] == [4, 3, 1]
+
+
+def test_tuned_parameters_are_written_to_win_only_when_a_candidate_beats_the_default(monkeypatch, home, capsys):
+    study = study_with([0.6, 0.7, 0.9, 0.8])  # trials 2 and 3 are the candidates
+    record, seen = run_check(monkeypatch, home, study, {0.002: 0.60, 0.003: 0.64, 0.004: 0.66})
+    assert [c.minutes for c in seen] == [9, 9, 9]  # the default and the 2 candidates at half of 18 minutes
+    assert seen[0].learning_rate == 2e-3 and seen[1].batch_size == 8  # the default; a candidate's whole recipe
+    assert record["beats_default"] and record["trial"] == 3
+    assert record["params"] == {"batch_size": 8, "learning_rate": 0.004}
+    assert "trial 3 reached 0.6600 and the untuned recipe 0.6000 (+6.00 points)" in record["why"]
+    assert [c["val_accuracy"] for c in record["check"]["candidates"]] == [0.64, 0.66]
+    assert study.user_attrs["check"] == json.loads(json.dumps(record))
+    assert "tune: make train will use trial 3" in capsys.readouterr().out
+    params, said = tuned_settings("tiny", "cnn")  # what make train then does
+    assert params == {"batch_size": 8, "learning_rate": 0.004} and "they beat the default recipe" in said
+
+
+@pytest.mark.parametrize("scores, why", [
+    ({0.003: 0.58, 0.004: 0.60}, "the default stays: at 9 of the final run's 18 minutes on the same hold-out, trial 3 "
+                                 "reached 0.6000 and the untuned recipe 0.6000 (+0.00 points)"),
+    ({0.003: 0.603, 0.004: 0.55}, "(+0.30 points, less than the margin of 0.5 points)"),
+])
+def test_the_default_stays_when_no_candidate_wins_at_the_final_budget(monkeypatch, home, capsys, scores, why):
+    study = study_with([0.6, 0.7, 0.9, 0.8])  # better than the default in the search, not in the check
+    record, _ = run_check(monkeypatch, home, study, {0.002: 0.60, **scores})
+    assert not record["beats_default"] and why in record["why"]
+    assert record["why"].startswith("the default stays")
+    assert "the default stays" in capsys.readouterr().out
+    params, said = tuned_settings("tiny", "cnn")
+    assert params == {} and "not using the tuned parameters" in said and "the default stays" in said
+    assert tuned_settings("tiny", "cnn", "1")[0] == record["params"]  # TUNED=1 takes the best candidate anyway
+
+
+@pytest.mark.parametrize("values, check, why", [
+    ([0.9], CheckOptions(), "no trial other than the untuned recipe finished"),
+    ([0.6, 0.7], CheckOptions(top=0), "no final check was asked for"),
+])
+def test_nothing_to_check_keeps_the_default(monkeypatch, home, values, check, why):
+    record, seen = run_check(monkeypatch, home, study_with(values), {}, check)
+    assert seen == [] and not record["beats_default"] and record["params"] == {} and why in record["why"]
+    assert tuned_settings("tiny", "cnn") == ({}, f"train: not using the tuned parameters in "
+                                                 f"{home / 'tuning' / 'best-tiny-cnn.json'}: {record['why']}; "
+                                                 f"TUNED=1 uses them anyway")
+
+
+def test_a_candidate_that_fails_in_the_check_cannot_win(monkeypatch, home, capsys):
+    study = study_with([0.6, 0.7, 0.9, 0.8])
+    record, _ = run_check(monkeypatch, home, study, {0.002: 0.60, 0.004: 0.55})  # trial 2 (0.003) raises
+    assert not record["beats_default"] and [c["trial"] for c in record["check"]["candidates"]] == [3]
+    assert "tune: check: trial 2 failed: KeyError" in capsys.readouterr().out
+    record, _ = run_check(monkeypatch, home, study, {0.002: 0.60})  # both fail
+    assert not record["beats_default"] and "every candidate failed" in record["why"]
