@@ -26,9 +26,10 @@ from competition import settings
 from competition.errors import PipelineError, first_line
 from competition.registry import load_competition
 from pipelines.callbacks import Deadline
-from pipelines.config import TrainConfig, write_tuned
+from pipelines.config import TrainConfig
 from pipelines.data import load_dataset
 from pipelines.train import train
+from pipelines.tuned import write_tuned
 from tuning.space import SearchSpace, build_space, check_compatible, departures, starting_point
 from tuning.storage import (
     HEARTBEAT_SECONDS,
