@@ -26,6 +26,11 @@ FILE        ?=
 WEIGHTS     ?=
 TTA         ?=
 TUNED       ?=
+FOLDS       ?= 5
+BUDGET      ?=
+FOLDS_FROM  ?=
+RUN         ?=
+PSEUDO_THRESHOLD ?=
 SUBMISSION_HEADER ?=
 IMAGE       ?=
 MESSAGE     ?=
@@ -35,13 +40,14 @@ INSTALLED   := $(VENV)/.installed
 DATA_READY  := data/raw/$(COMPETITION).ready
 LATEST_RUN  := runs/latest-$(COMPETITION).txt
 LATEST_SUB  := submissions/latest-$(COMPETITION).txt
-TRAIN_ARGS   = --competition $(COMPETITION) --arch $(ARCH) $(if $(EPOCHS),--set epochs=$(EPOCHS)) $(if $(WEIGHTS),--set weights=$(WEIGHTS)) $(foreach s,$(SET),--set $(s))
+TRAIN_ARGS   = --competition $(COMPETITION) --arch $(ARCH) $(if $(EPOCHS),--set epochs=$(EPOCHS)) $(if $(WEIGHTS),--set weights=$(WEIGHTS)) $(foreach s,$(SET),--set $(s)) \
+	$(if $(PSEUDO_THRESHOLD),--set pseudo_threshold=$(PSEUDO_THRESHOLD))
 # make train (and the implicit training behind make predict / make submit) honours MINUTES= and TUNED=
 FIT_ARGS     = $(TRAIN_ARGS) $(if $(MINUTES),--set minutes=$(MINUTES)) $(if $(TUNED),--tuned $(TUNED))
 PREDICT_ARGS = --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(TTA),--tta $(TTA)) $(if $(IMAGE),--image '$(IMAGE)') \
 	$(if $(SUBMISSION_HEADER),--submission-header '$(SUBMISSION_HEADER)')
 
-.PHONY: help venv demo data report train tune tune-report predict submit check-submission submissions lint format test test-fast \
+.PHONY: help venv demo data report train cv refit blend compete tune tune-report predict submit check-submission submissions lint format test test-fast \
 	clean clean-tuning bench bench-load bench-train bench-tune bench-tune-transfer
 
 help: ## list every target with a one-line description
@@ -49,6 +55,7 @@ help: ## list every target with a one-line description
 	@echo "  variables: COMPETITION=$(COMPETITION) ARCH=$(ARCH) EPOCHS= SET='name=value ...' MINUTES= TRIALS= WORKERS= STORAGE= SPACE= PRUNER= STUDY="
 	@echo "             FIDELITY='minutes=3 subset=0.5 scale=1' CHECK='top=2 budget=0.5 margin=0.005'"
 	@echo "             RUNS= TTA= IMAGE= WEIGHTS= FILE= MESSAGE= TUNED=1|0 SUBMISSION_HEADER=id,label"
+	@echo "             FOLDS= BUDGET= FOLDS_FROM= RUN= PSEUDO_THRESHOLD= (with SET=pseudo_labels=<run or cv folder>)"
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +85,21 @@ $(LATEST_RUN): $(DATA_READY)
 
 train: $(DATA_READY) ## train ARCH=cnn|resnet10|mobilenetv2 in MINUTES= (default 18; WEIGHTS=; TUNED=1|0) -> runs/<arch>-<time>/
 	$(KIP) train $(FIT_ARGS)
+
+cv: $(DATA_READY) ## k-fold CV over every labelled image (FOLDS=5, MINUTES= per fold or BUDGET= in all, FOLDS_FROM=) -> runs/cv-<arch>-<time>/
+	$(KIP) cv $(FIT_ARGS) --folds $(FOLDS) $(if $(BUDGET),--budget $(BUDGET)) $(if $(FOLDS_FROM),--folds-from '$(FOLDS_FROM)')
+
+compete: $(DATA_READY) ## MINUTES=120: plan the budget, CV per architecture, blend by out-of-fold, TTA, submission; resumable
+	$(if $(MINUTES),,$(error give the budget: make compete MINUTES=120))
+	$(KIP) compete --competition $(COMPETITION) --minutes $(MINUTES) $(foreach s,$(SET),--set $(s))
+
+refit: $(INSTALLED) ## RUN=<run or cv folder>: its settings trained on every labelled image, for the epochs it found -> submission -refit
+	$(if $(RUN),,$(error give RUN=<run or cv folder>, for example RUN=runs/cv-cnn-20261125-120000))
+	$(KIP) refit --competition $(COMPETITION) --run '$(RUN)'
+
+blend: $(INSTALLED) ## RUNS="a b ...": greedy ensemble weights chosen on out-of-fold predictions -> runs/blend-<time>/ + submission
+	$(if $(RUNS),,$(error give RUNS="runA runB ..." (runs, CV or blend folders)))
+	$(KIP) blend --competition $(COMPETITION) --runs $(RUNS)
 
 tune: $(DATA_READY) ## Optuna search, resumable (TRIALS=, MINUTES= with the final check, FIDELITY=, CHECK=, WORKERS=, STORAGE=, SPACE=)
 	$(KIP) tune $(TRAIN_ARGS) --trials $(or $(TRIALS),$(if $(MINUTES),0,10)) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(STORAGE),--storage '$(STORAGE)') \

@@ -11,7 +11,8 @@ import sys
 
 from competition import settings
 from competition.registry import load_competition
-from pipelines.config import TrainConfig, make_config
+from pipelines.config import TrainConfig
+from pipelines.tuned import make_config
 
 
 def add_stage(sub, name: str, func, help_text: str, tensorflow: bool = False) -> argparse.ArgumentParser:
@@ -75,6 +76,22 @@ def cmd_train(args) -> None:
           f"({m['epochs_run']} epochs, {m['train_seconds']:.0f} s)")
 
 
+def cmd_cv(args) -> None:
+    from pipelines.cv import run_cv  # TensorFlow
+
+    config = training_config(args)
+    if args.budget:
+        config = config.update(minutes=args.budget / args.folds)
+    print(f"cv: {args.folds} folds over every labelled image (train, and val when the competition labels one); "
+          f"{config.minutes:g} minutes per fold")
+    result = run_cv(config, folds=args.folds, folds_from=args.folds_from)
+    m = result.metrics
+    print(f"cv: {result.cv_dir}  oof_accuracy={m['oof_accuracy']:.4f}  oof_macro_f1={m['oof_macro_f1']:.4f}  "
+          f"oof_log_loss={m['oof_log_loss']:.4f}  folds {m['fold_accuracy_mean']:.4f} +- {m['fold_accuracy_std']:.4f}"
+          f"  tta={m['tta']}")
+    print(f"cv: submission from the folds' average: make predict RUNS={result.cv_dir}")
+
+
 def register(sub) -> None:
     """Add this package's subcommands to the ``kip`` parser."""
     add_stage(sub, "data", cmd_data, "get the competition's raw files (download, build or detect), check and cache "
@@ -82,3 +99,9 @@ def register(sub) -> None:
     add_stage(sub, "report", cmd_report, "data report: counts, sizes, blank and duplicate images -> reports/<slug>/")
     add_training_arguments(add_stage(sub, "train", cmd_train, "train a model; writes runs/<arch>-<time>/",
                                      tensorflow=True))
+    cv = add_training_arguments(add_stage(sub, "cv", cmd_cv, "stratified k-fold CV over every labelled image; "
+                                          "writes runs/cv-<arch>-<time>/", tensorflow=True))
+    cv.add_argument("--folds", type=int, default=5, help="number of folds (at least 2)")
+    cv.add_argument("--budget", type=float, default=None,
+                    help="minutes for the whole CV (wins over minutes=, the budget of each fold)")
+    cv.add_argument("--folds-from", default=None, help="a CV folder whose fold assignment to reuse")

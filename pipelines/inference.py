@@ -57,15 +57,3 @@ def predict_probabilities(model, images, standardizer: Standardizer, batch_size:
     """Class probabilities (N, num_classes): the mean over the views of the TTA choice ``tta``."""
     views = view_probabilities(model, images, standardizer, TTA_CHOICES[tta], batch_size)
     return np.mean(list(views.values()), axis=0)
-
-
-def choose_tta(model, images, labels: np.ndarray, standardizer: Standardizer,
-               choices=tuple(TTA_CHOICES)) -> tuple[str, dict]:
-    """The TTA choice with the best validation accuracy (ties go to the cheaper one), and every choice's accuracy.
-
-    Each view is predicted once; a choice that does not beat plain prediction is not taken."""
-    views = view_probabilities(model, images, standardizer, {v for c in choices for v in TTA_CHOICES[c]})
-    accuracy = {c: float(np.mean(np.mean([views[v] for v in TTA_CHOICES[c]], axis=0).argmax(axis=1) == labels))
-                for c in choices}
-    best = max(choices, key=lambda c: (accuracy[c], -len(TTA_CHOICES[c])))
-    return best, accuracy

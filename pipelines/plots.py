@@ -50,3 +50,18 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: list, path
         ax.set_yticks([])
     ax.set_title("validation confusion matrix (row-normalized)")
     return save_figure(fig, path)
+
+
+def fold_learning_curves(histories: list[dict], path: Path) -> Path:
+    """Validation accuracy and training loss per epoch, one line per fold of a CV."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "val_accuracy")):
+        for fold, history in enumerate(histories, start=1):
+            values = history.get(metric)
+            if values:
+                ax.plot(np.arange(1, len(values) + 1), values, label=f"fold {fold}")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return save_figure(fig, path)

@@ -10,8 +10,9 @@ import numpy as np
 from competition.errors import PipelineError
 from competition.fileio import atomic_path
 from competition.registry import load_competition
-from pipelines.data import load_split, read_image
+from pipelines.data import read_image
 from pipelines.inference import predict_probabilities
+from pipelines.members import check_members, read_member, test_probabilities
 from pipelines.normalize import Standardizer
 from pipelines.runs import read_config, read_metrics
 
@@ -64,14 +65,21 @@ def average_probabilities(runs: list[Path], images: np.ndarray, tta: str | None 
     return total / len(runs)
 
 
-def predict(runs: list[Path], split: str = "test", progress: bool = True, tta: str | None = None) -> Prediction:
-    """Average the probabilities of ``runs`` (all of one competition and class list) on ``split``, each with the
-    TTA it chose on validation, or with ``tta`` (a ``pipelines.inference.TTA_CHOICES`` name)."""
-    configs = check_runs(runs)
-    competition = load_competition(configs[0]["competition"])
-    ids, images, _ = load_split(competition, split, labelled=False, progress=progress)
-    return Prediction(ids=ids, probabilities=average_probabilities(runs, images, tta=tta),
-                      classes=configs[0]["classes"], runs=[Path(r) for r in runs], competition=competition.slug)
+def predict(runs: list[Path], progress: bool = True, tta: str | None = None) -> Prediction:
+    """Average the test probabilities of ``runs`` (runs, CVs, blends or refits, all of one competition and class
+    list), each with the TTA it chose on validation, or with ``tta`` (a ``pipelines.inference.TTA_CHOICES`` name)."""
+    members = [read_member(run) for run in runs]
+    check_members(members)
+    found = [test_probabilities(m, tta, progress) for m in members]
+    ids = found[0].ids
+    total = 0
+    for member, probabilities in zip(members, found):
+        if set(probabilities.ids) != set(ids):
+            raise PipelineError(f"{member.path}: predicted other test images than {members[0].path}")
+        position = {image_id: i for i, image_id in enumerate(probabilities.ids)}
+        total = total + next(iter(probabilities.by_tta.values()))[[position[i] for i in ids]]
+    return Prediction(ids=ids, probabilities=total / len(members), classes=members[0].classes,
+                      runs=[Path(r) for r in runs], competition=members[0].slug)
 
 
 def top_classes(runs: list[Path], image: Path, k: int = 5, tta: str | None = None) -> list[tuple]:

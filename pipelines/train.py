@@ -20,11 +20,13 @@ from pipelines import plots, runs
 from pipelines.callbacks import Budget, KeepBest, TimeBudget
 from pipelines.config import TrainConfig
 from pipelines.data import Dataset, load_dataset
-from pipelines.inference import choose_tta, predict_probabilities
+from pipelines.evaluate import evaluate
+from pipelines.inference import predict_probabilities
 from pipelines.inputs import label_targets, make_augmenter, make_tf_dataset
-from pipelines.metrics import scores
 from pipelines.models import option_problems
 from pipelines.normalize import fit_standardizer
+from pipelines.probabilities import Probabilities, write_probabilities
+from pipelines.pseudo import with_pseudo_labels
 from pipelines.recipe import build_for_training, resolve_precision
 
 MONITOR = "val_accuracy"
@@ -66,6 +68,7 @@ class Session:
     steps_per_epoch: int
     precision: str
     slug: str
+    pseudo_labels: dict | None = None  # what pseudo-labelling added, per class
 
 
 def prepare_session(config: TrainConfig, dataset: Dataset | None = None) -> Session:
@@ -78,10 +81,16 @@ def prepare_session(config: TrainConfig, dataset: Dataset | None = None) -> Sess
         dataset = load_dataset(competition, seed=config.seed, progress=config.verbose > 0)
     if dataset.num_classes < 2:
         raise PipelineError(f"{competition.split_path('train')}: only one class; nothing to learn")
+    pseudo = None
+    if config.pseudo_labels:
+        dataset, pseudo = with_pseudo_labels(dataset, config.pseudo_labels, config.pseudo_threshold)
+        if config.verbose:
+            print(f"train: {pseudo['added']} pseudo-labelled test images added (top probability >= "
+                  f"{config.pseudo_threshold}) from {config.pseudo_labels}")
     keras.utils.set_random_seed(config.seed)
     steps_per_epoch = max(len(dataset.train) // config.batch_size, 1)
     model, schedule = build_for_training(config, dataset.input_shape, dataset.num_classes, steps_per_epoch, precision)
-    return Session(config, dataset, model, schedule, steps_per_epoch, precision, competition.slug)
+    return Session(config, dataset, model, schedule, steps_per_epoch, precision, competition.slug, pseudo)
 
 
 def train(config: TrainConfig, dataset: Dataset | None = None, callbacks: list | tuple = (),
@@ -98,9 +107,12 @@ def train(config: TrainConfig, dataset: Dataset | None = None, callbacks: list |
     session = prepare_session(config, dataset)
     lock = claim_folder(config, run_dir, lean)
     try:
-        return fit(session, lock.run_dir, callbacks, lean, clock)
+        result = fit(session, lock.run_dir, callbacks, lean, clock)
     finally:
         lock.release()
+    if run_dir is None and not lean:  # a run of its own (not a trial, a fold or a refit): what `make predict` uses
+        runs.mark_latest(session.slug, result.run_dir)
+    return result
 
 
 def claim_folder(config: TrainConfig, run_dir: Path | None, lean: bool) -> runs.RunLock:
@@ -119,50 +131,52 @@ def claim_folder(config: TrainConfig, run_dir: Path | None, lean: bool) -> runs.
     return lock or runs.new_run(config.arch)
 
 
-def run_callbacks(session: Session, run_dir: Path, lean: bool, clock, validate) -> tuple[list, KeepBest]:
+def run_callbacks(session: Session, run_dir: Path, lean: bool, clock, validate) -> tuple[list, KeepBest | None]:
     """The time budget, best-model keeping (resumable checkpoint and backup, or weights in memory for a lean
     trial; the optimizer's moving average when it validates better), early stopping, the CSV log and the
-    progress bar; and the keeper, to restore a lean trial's best weights."""
+    progress bar; and the keeper, to restore a lean trial's best weights. Without a validation split (a refit)
+    nothing is kept or stopped early: the last epoch is the model."""
     config, model_path = session.config, run_dir / "model.keras"
     verbose = progress_verbosity(config.verbose)
     progbar = keras.callbacks.ProgbarLogger() if verbose else None
-    out = []
+    out, keep = [], None
     if config.minutes > 0:
         out.append(TimeBudget(Budget(config.minutes * 60, session.steps_per_epoch, config.epochs), session.schedule,
                               None if lean else run_dir / "plan.json", progbar=progbar, verbose=config.verbose,
                               clock=clock))
-    if lean:
-        keep = KeepBest(MONITOR, validate=validate)
-        out.append(keep)
-    else:
-        before = runs.read_history(run_dir).get(MONITOR, [])
-        keep = KeepBest(MONITOR, model_path, max(before) if before and model_path.exists() else -math.inf, validate)
-        out += [keep, keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
+    if session.dataset.val is not None:
+        before = [] if lean else runs.read_history(run_dir).get(MONITOR, [])
+        keep = KeepBest(MONITOR, None if lean else model_path,
+                        max(before) if before and model_path.exists() else -math.inf, validate)
+        out += [keep, keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience)]
+    if not lean:
+        out += [keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
                 keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0)]
-    out += [keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience),
-            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True)]
+    out.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True))
     return out + ([progbar] if progbar else []), keep
 
 
 def fit(session: Session, run_dir: Path, callbacks, lean: bool, clock) -> RunResult:
     """Fit in ``run_dir`` (claimed by the caller), then evaluate the best epoch's model (with the TTA that
-    validates best) and write the metrics."""
+    validates best), save its validation predictions and write the metrics."""
     config, dataset, model = session.config, session.dataset, session.model
+    val = dataset.val
     standardizer = fit_standardizer(dataset.train.images, mode=config.normalization)
     standardizer.save(run_dir / "normalization.npz")
     write_json(run_dir / "config.json", {
         **dataclasses.asdict(config), "slug": session.slug, "classes": dataset.classes,
         "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes,
-        "train_size": len(dataset.train), "val_size": len(dataset.val), "precision_used": session.precision})
+        "train_size": len(dataset.train), "val_size": len(val) if val is not None else 0,
+        "precision_used": session.precision, "pseudo_labels_added": session.pseudo_labels})
     train_ds = make_tf_dataset(dataset.train.images, label_targets(dataset.train.labels, dataset.num_classes),
                                standardizer, config.batch_size, shuffle_seed=config.seed,
                                augment=make_augmenter(config, seed=config.seed))
-    val_ds = make_tf_dataset(dataset.val.images, label_targets(dataset.val.labels, dataset.num_classes),
-                             standardizer, config.batch_size * 2)
+    val_ds = None if val is None else make_tf_dataset(
+        val.images, label_targets(val.labels, dataset.num_classes), standardizer, config.batch_size * 2)
 
     def validate(weights_model) -> float:
-        probs = predict_probabilities(weights_model, dataset.val.images, standardizer)
-        return float(np.mean(probs.argmax(axis=1) == dataset.val.labels))
+        probs = predict_probabilities(weights_model, val.images, standardizer)
+        return float(np.mean(probs.argmax(axis=1) == val.labels))
 
     run_callbacks_, keep = run_callbacks(session, run_dir, lean, clock, validate)
     started = time.perf_counter()
@@ -171,37 +185,30 @@ def fit(session: Session, run_dir: Path, callbacks, lean: bool, clock) -> RunRes
     train_seconds = time.perf_counter() - started
     history = runs.read_history(run_dir)
     model_path = run_dir / "model.keras"
-    if lean and keep.weights is not None:
-        keep.restore()
+    if (lean and keep is not None and keep.weights is not None) or val is None:
+        if keep is not None:
+            keep.restore()
         with atomic_path(model_path) as tmp:
             model.save(tmp)
     if not model_path.exists():
         raise PipelineError(f"{run_dir}: no epoch finished with a {MONITOR}; nothing to evaluate")
-
-    best = model if lean else keras.models.load_model(model_path, compile=False)
-    tta, tta_accuracy = (config.tta, {}) if config.tta != "auto" else \
-        ("none", {}) if lean else choose_tta(best, dataset.val.images, dataset.val.labels, standardizer)
-    probs = predict_probabilities(best, dataset.val.images, standardizer, tta=tta)
-    val = scores(dataset.val.labels, probs, dataset.classes)
-    metrics = {
-        "val_accuracy": val["accuracy"],
-        "val_macro_f1": val["macro_f1"],
-        "val_log_loss": val["log_loss"],
-        "tta": tta,
-        "val_accuracy_by_tta": tta_accuracy,
-        "weights": keep.best_source,
-        "epochs_run": len(history.get("loss", [])),
-        "best_epoch": int(np.argmax(history[MONITOR])) + 1 if history.get(MONITOR) else None,
-        "train_seconds": round(train_seconds, 1),
-        "precision": session.precision,
-        "val_per_class": val["per_class"],
-    }
+    metrics = {"epochs_run": len(history.get("loss", [])), "train_seconds": round(train_seconds, 1),
+               "precision": session.precision, "tta": config.tta if config.tta != "auto" else "none"}
+    if val is not None:
+        best = model if lean else keras.models.load_model(model_path, compile=False)
+        found = evaluate(best, val.images, val.labels, standardizer, dataset.classes,
+                         "none" if lean and config.tta == "auto" else config.tta)
+        metrics.update(val_accuracy=found.scores["accuracy"], val_macro_f1=found.scores["macro_f1"],
+                       val_log_loss=found.scores["log_loss"], tta=found.tta, val_accuracy_by_tta=found.accuracy_by_tta,
+                       weights=keep.best_source, val_per_class=found.scores["per_class"],
+                       best_epoch=int(np.argmax(history[MONITOR])) + 1 if history.get(MONITOR) else None)
+        if not lean:
+            write_probabilities(run_dir / "val_predictions.npz", Probabilities(
+                val.ids, found.probabilities_by_tta, val.labels, classes=dataset.classes))
+            plots.confusion_matrix(val.labels, found.probabilities_by_tta[found.tta].argmax(axis=1),
+                                   dataset.classes, run_dir / "confusion_matrix.png")
     if not lean:
         plots.learning_curves(history, run_dir / "learning_curves.png")
-        plots.confusion_matrix(dataset.val.labels, probs.argmax(axis=1), dataset.classes,
-                               run_dir / "confusion_matrix.png")
     write_json(run_dir / "metrics.json", metrics)
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
-    if not lean:  # a tuning trial is not a run for `make predict`
-        runs.mark_latest(session.slug, run_dir)
     return RunResult(run_dir=run_dir, metrics=metrics, history=history)

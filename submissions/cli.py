@@ -83,6 +83,39 @@ def cmd_submissions(args) -> None:
         print(line)
 
 
+def cmd_refit(args) -> None:
+    from submissions.make import refit_submission
+
+    result, made = refit_submission(Path(args.run))
+    m = result.metrics
+    print(f"refit: {result.run_dir}  {m['epochs_run']} epochs on every labelled image, {m['train_seconds']:.0f} s; "
+          f"no validation score of its own (estimate from {m['estimate_of']}: {m['estimate']:.4f})")
+    if made:
+        print(f"refit: {made.rows} rows -> {made.path}")
+
+
+def cmd_blend(args) -> None:
+    from submissions.make import blend_submission
+
+    result, made = blend_submission([Path(r) for r in args.runs])
+    m = result.metrics
+    for name, weight in m["weights"].items():
+        print(f"blend: {name}  weight {weight:.3f}  accuracy {m['member_accuracy'][name]:.4f}")
+    print(f"blend: {result.blend_dir}  oof_accuracy={m['oof_accuracy']:.4f}  oof_macro_f1={m['oof_macro_f1']:.4f} "
+          f"on {m['scored_on']} images")
+    if made:
+        print(f"blend: {made.rows} rows -> {made.path}")
+
+
+def cmd_compete(args) -> None:
+    from submissions.compete import compete
+
+    made, estimate, spent = compete(args.competition, args.minutes, args.set)
+    print(f"compete: {made.rows} rows -> {made.path}")
+    print(f"compete: estimated score (out-of-fold accuracy of the final model) {estimate:.4f}; "
+          f"{spent:.1f} of {args.minutes:g} minutes")
+
+
 def cmd_demo(args) -> None:
     """Data -> train -> predict -> score, on the embedded demo competition, with the default recipe."""
     from submissions.make import run_demo
@@ -114,6 +147,16 @@ def register(sub) -> None:
     listing = sub.add_parser("submissions", help="list local submission files with validation scores, newest first")
     listing.add_argument("--competition", default=None, help="only this competition's")
     listing.set_defaults(func=cmd_submissions, tensorflow=False)
+    refit = add_stage(sub, "refit", cmd_refit, "train a finished run's or CV's settings on every labelled image "
+                      "and write its submission", tensorflow=True)
+    refit.add_argument("--run", required=True, help="the run or CV folder to refit")
+    blend = add_stage(sub, "blend", cmd_blend, "blend runs/CVs by their out-of-fold predictions (greedy selection) "
+                      "and write the submission", tensorflow=True)
+    blend.add_argument("--runs", nargs="+", required=True, help="two or more run, CV or blend folders")
+    compete = add_stage(sub, "compete", cmd_compete, "turn a CPU budget into the best submission: plan, CVs, blend, "
+                        "TTA, submission", tensorflow=True)
+    compete.add_argument("--minutes", type=float, required=True, help="the whole budget")
+    compete.add_argument("--set", action="append", metavar="NAME=VALUE", help="any training setting for every model")
     demo = add_training_arguments(add_stage(sub, "demo", cmd_demo, "the whole chain on the embedded demo competition",
                                             tensorflow=True))
     demo.add_argument("--force", action="store_true")

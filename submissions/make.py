@@ -6,13 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from competition.registry import load_competition
-from pipelines import runs as run_folders
 from pipelines.config import TrainConfig
-from pipelines.predict import check_runs, predict, run_tta, save_probabilities
+from pipelines.members import read_member
+from pipelines.predict import predict, save_probabilities
 from pipelines.prepare import PreparedData, prepare_data
 from pipelines.train import RunResult, train
 from submissions.format import expected_format, parse_header
 from submissions.writer import prediction_name, score_submission, submission_path, write_submission
+
+SCORED_BY = {"run": "validation split", "cv": "out-of-fold (CV)", "blend": "out-of-fold (blend)",
+             "refit": "source's score (estimate)"}
 
 
 @dataclass
@@ -29,19 +32,44 @@ def submission_from_runs(runs: list[Path], tta: str | None = None, header: str |
     """Predict the test split with ``runs`` (their probabilities averaged, each with the TTA it chose on validation
     unless ``tta`` names one) and write the submission in the competition's format, named after what made it."""
     header = parse_header(header, "--submission-header")
-    competition = load_competition(check_runs(runs)[0]["competition"])
+    members = [read_member(run) for run in runs]
+    competition = load_competition(members[0].competition)
     if header:
         competition = competition.replace(submission_header=header)
     expected_format(competition)  # a header at odds with the sample, or no test split, fails before the models run
     prediction = predict(runs, tta=tta)
-    scores = [m["val_accuracy"] for m in map(run_folders.read_metrics, runs) if m and "val_accuracy" in m]
-    val = sum(scores) / len(scores) if scores else None
+    known = [m.score for m in members if m.score is not None]
+    val = sum(known) / len(known) if known else None
+    details = {"runs": [str(r) for r in runs], "val_accuracy": val,
+               "scored_by": sorted({SCORED_BY[m.kind] for m in members}),
+               "tta": {m.name: tta or m.tta for m in members}}
+    if any(m.kind == "refit" for m in members):
+        details["note"] = "a refit has no validation score of its own; val_accuracy is its source's, as an estimate"
     path = write_submission(competition, prediction.ids, prediction.labels,
-                            submission_path(prediction_name(runs, tta), val),
-                            details={"runs": [str(r) for r in runs], "val_accuracy": val,
-                                     "tta": {Path(r).name: run_tta(r, tta) for r in runs}})
+                            submission_path(prediction_name(runs, tta), val), details=details)
     probabilities = save_probabilities(prediction, path.with_suffix(".npz"))
     return Submission(path, probabilities, len(prediction.ids), val)
+
+
+def has_test_split(member_path: Path) -> bool:
+    return load_competition(read_member(member_path).competition).has_split("test")
+
+
+def refit_submission(source: Path) -> tuple[RunResult, Submission | None]:
+    """Refit ``source`` on every labelled image, then write its submission (named ``-refit``) when there is a test
+    split; the sidecar's score is the source's, as an estimate."""
+    from pipelines.refit import refit  # TensorFlow
+
+    result = refit(source)
+    return result, submission_from_runs([result.run_dir]) if has_test_split(result.run_dir) else None
+
+
+def blend_submission(paths: list[Path]):
+    """Blend the members by their out-of-fold (or shared validation) predictions, then write the submission."""
+    from pipelines.blend import blend  # TensorFlow
+
+    result = blend(paths)
+    return result, submission_from_runs([result.blend_dir]) if has_test_split(result.blend_dir) else None
 
 
 @dataclass

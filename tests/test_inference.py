@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from pipelines.inference import TTA_CHOICES, choose_tta, view
+from pipelines.evaluate import evaluate
+from pipelines.inference import TTA_CHOICES, view
 
 
 def ramp(n=2, size=8):
@@ -41,11 +42,12 @@ class SeesColumn0:
 
 
 @pytest.mark.parametrize("labels, expected", [([0, 0], "none"), ([1, 1], "flip")])
-def test_choose_tta_takes_a_choice_only_when_it_validates_better(labels, expected):
+def test_a_tta_choice_is_taken_only_when_it_validates_better(labels, expected):
     from pipelines.normalize import Standardizer
 
     images = np.zeros((2, 8, 8, 3), np.uint8)
     images[:, :, -1] = 255  # bright last column: only the mirror makes the first column bright
     identity = Standardizer(mean=np.zeros((1, 1, 3), np.float32), scale=np.ones((1, 1, 3), np.float32))
-    best, accuracy = choose_tta(SeesColumn0(), images, np.array(labels), identity, choices=("none", "flip"))
-    assert best == expected and set(accuracy) == {"none", "flip"}
+    found = evaluate(SeesColumn0(), images, np.array(labels), identity, [0, 1])
+    assert found.tta == expected and set(found.accuracy_by_tta) == set(TTA_CHOICES)
+    assert found.scores["accuracy"] == 1.0 and found.accuracy_by_tta["none"] == (expected == "none")

@@ -94,7 +94,7 @@ def write_tuned_record(home, beats: bool, slug: str = "tiny"):
 @pytest.mark.parametrize("beats, mode, used", [
     (True, "auto", True), (False, "auto", False), (False, "1", True), (True, "0", False)])
 def test_tuned_parameters_are_used_only_when_they_beat_the_default_or_when_asked(tiny, home, beats, mode, used):
-    from pipelines.config import tuned_settings
+    from pipelines.tuned import tuned_settings
 
     write_tuned_record(home, beats)
     params, said = tuned_settings("tiny", "cnn", mode)

@@ -7,7 +7,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 
 import tuning.check
-from pipelines.config import TrainConfig, tuned_settings
+from pipelines.config import TrainConfig
+from pipelines.tuned import tuned_settings
 from tuning.check import candidates, final_check, write_record
 from tuning.fidelity import CheckOptions, Fidelity
 

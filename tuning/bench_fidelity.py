@@ -25,8 +25,8 @@ from competition import settings  # noqa: E402
 from competition.errors import PipelineError  # noqa: E402
 from competition.fileio import write_json, write_text  # noqa: E402
 from competition.registry import load_competition  # noqa: E402
-from pipelines.config import make_config  # noqa: E402
 from pipelines.data import load_dataset  # noqa: E402
+from pipelines.tuned import make_config  # noqa: E402
 from tuning.fidelity import Fidelity, parse_options, reduce_dataset  # noqa: E402
 from tuning.objective import make_objective  # noqa: E402
 from tuning.space import build_space, starting_point  # noqa: E402

@@ -67,7 +67,7 @@ def private_accuracy(run_dir: Path, competition: Competition) -> float:
     """Accuracy of a run (with the TTA it chose on validation) on the labelled test split."""
     from pipelines.predict import predict
 
-    prediction = predict([run_dir], split="test", progress=False)
+    prediction = predict([run_dir], progress=False)
     truth = pd.read_csv(competition.raw_dir / competition.test_labels, dtype=str)
     truth = truth.set_index(competition.image_column)[competition.label_column]
     labels = truth.reindex([str(i) for i in prediction.ids])
@@ -116,9 +116,9 @@ def main(argv: list[str] | None = None, clock=time.time) -> int:
     parser.add_argument("--space", action="append", default=None, help="search-space overrides, as make tune SPACE=")
     args = parser.parse_args(argv)
 
-    from pipelines.config import make_config
     from pipelines.data import load_dataset
     from pipelines.train import train
+    from pipelines.tuned import make_config
     from tuning.search import TuneOptions, tune
     from tuning.space import build_space
     from tuning.storage import count_states

@@ -12,8 +12,9 @@ import optuna
 from optuna.trial import TrialState
 
 from competition.errors import first_line
-from pipelines.config import TrainConfig, write_tuned
+from pipelines.config import TrainConfig
 from pipelines.train import train
+from pipelines.tuned import write_tuned
 from tuning.fidelity import CheckOptions, Fidelity
 from tuning.objective import MONITOR, recipe
 
@@ -96,5 +97,5 @@ def _finish(study: optuna.Study, record: dict) -> dict:
 
 
 def write_record(record: dict, slug: str, arch: str) -> Path:
-    """The tuned-settings file ``make train`` reads (``pipelines.config.tuned_settings``), written atomically."""
+    """The tuned-settings file ``make train`` reads (``pipelines.tuned.tuned_settings``), written atomically."""
     return write_tuned(slug, arch, record)

@@ -1,0 +1,72 @@
+"""Tuned settings and the config a training command runs: defaults < tuned parameters (only when they beat the
+default recipe, or when asked) < ``NAME=VALUE`` settings.
+
+The tuning package writes ``tuning/best-<slug>-<arch>.json`` through ``write_tuned``; ``make train`` reads it here.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from competition import settings
+from competition.errors import PipelineError
+from competition.fileio import write_json
+from competition.registry import load_competition
+from pipelines.config import TrainConfig, parse_settings
+
+
+def make_config(competition: str, arch: str, pairs: list[str] | None = None, tuned: str = "auto"
+                ) -> tuple[TrainConfig, str]:
+    """Defaults < tuned parameters (when they won, or ``tuned="1"``) < ``NAME=VALUE`` settings; and a line saying
+    which tuned parameters were used or why not ("" when there are none).
+
+    The competition is resolved once here: a folder path becomes absolute (runs then find it from anywhere), and
+    the tuned parameters are looked up by its slug.
+    """
+    found = load_competition(competition)
+    if Path(competition).is_dir() and found.data_dir:
+        competition = str(Path(competition).resolve())
+    params, said = tuned_settings(found.slug, arch, tuned or "auto")
+    return TrainConfig(competition=competition, arch=arch).update(**params).update(**parse_settings(pairs)), said
+
+
+# ------------------------------------------------------------------------------------------------ tuned settings
+TUNED_MODES = ("auto", "1", "0")  # TUNED=: use when they beat the default (auto), always (1), never (0)
+
+
+def read_tuned(slug: str, arch: str) -> dict | None:
+    """The tuned-settings file a study wrote for this competition and arch (``tuning/best-<slug>-<arch>.json``)."""
+    path = settings.best_params_path(slug, arch)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise PipelineError(f"{path}: not valid JSON; delete it or rerun `make tune`") from None
+
+
+def write_tuned(slug: str, arch: str, record: dict) -> Path:
+    """Write the tuned-settings file atomically (the tuning package calls this; ``make train`` reads it)."""
+    return write_json(settings.best_params_path(slug, arch), record)
+
+
+def tuned_settings(slug: str, arch: str, mode: str = "auto") -> tuple[dict, str]:
+    """The tuned settings ``make train`` should use, and one line saying what it did and why.
+
+    ``auto`` uses them only when the study found that they beat the untuned recipe on the same split
+    (``beats_default``); ``1`` uses them whenever they exist; ``0`` never.
+    """
+    if mode not in TUNED_MODES:
+        raise PipelineError(f"TUNED={mode!r}: use 1 (always use tuned settings), 0 (never) or leave it unset")
+    record = None if mode == "0" else read_tuned(slug, arch)
+    if not record:
+        return {}, ""
+    path = settings.best_params_path(slug, arch)
+    params = record.get("params", {})
+    if mode == "1":
+        return params, f"train: using tuned parameters from {path} (TUNED=1): {params}"
+    if record.get("beats_default"):
+        return params, (f"train: using tuned parameters from {path} (they beat the default recipe: "
+                        f"{record.get('why', '')}): {params}")
+    why = record.get("why") or "they did not beat the default"
+    return {}, f"train: not using the tuned parameters in {path}: {why}; TUNED=1 uses them anyway"

@@ -1,0 +1,47 @@
+import json
+
+import numpy as np
+import pytest
+
+from competition.errors import PipelineError
+from pipelines.blend import blend, greedy_selection
+
+
+def test_greedy_selection_leaves_out_a_bad_member_and_is_at_least_the_best_one():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 400)
+    good = np.full((400, 4), 0.1)
+    good[np.arange(400), labels] = 0.7
+    good[:100] = np.roll(good[:100], 1, axis=1)  # 75% right
+    other = np.full((400, 4), 0.1)
+    other[np.arange(400), labels] = 0.7
+    other[300:] = np.roll(other[300:], 1, axis=1)  # 75% right, wrong elsewhere: the two help each other
+    bad = rng.dirichlet(np.ones(4), 400)  # chance
+    counts = greedy_selection([good, bad, other], labels)
+    assert counts[1] == 0 and counts[0] > 0 and counts[2] > 0
+    blended = (counts[0] * good + counts[2] * other) / (counts[0] + counts[2])
+    assert np.mean(blended.argmax(1) == labels) >= np.mean(good.argmax(1) == labels)
+
+
+@pytest.fixture
+def two_cvs(cv_home):
+    _, first, second = cv_home
+    return first.cv_dir, second.cv_dir
+
+
+def test_blending_two_cvs_of_the_same_folds_writes_weights_scores_and_predictions(two_cvs):
+    result = blend(list(two_cvs))
+    metrics = json.loads((result.blend_dir / "metrics.json").read_text())
+    assert set(metrics["weights"]) == {p.name for p in two_cvs} and sum(metrics["weights"].values()) == 1
+    assert metrics["oof_accuracy"] >= max(metrics["member_accuracy"].values())
+    assert (result.blend_dir / "oof_predictions.npz").exists() and (result.blend_dir / "test_predictions.npz").exists()
+
+
+def test_members_of_different_folds_or_one_member_are_refused(two_cvs, cv_home):
+    home = cv_home[0]
+    with pytest.raises(PipelineError, match="was scored on other images|blend members of one CV"):
+        blend([two_cvs[0], two_cvs[0] / "fold-1"])  # a fold's run was scored on its held-out half only
+    with pytest.raises(PipelineError, match=r"blend: 1 member given"):
+        blend([two_cvs[0]])
+    with pytest.raises(PipelineError, match="not a run folder"):
+        blend([two_cvs[0], home])

@@ -1,0 +1,35 @@
+import json
+
+import pytest
+
+from competition.errors import PipelineError
+from submissions.compete import MIN_FOLD_MINUTES, OVERHEAD, compete, make_plan
+
+
+@pytest.mark.parametrize("minutes, archs, folds", [(120, ["cnn", "resnet10"], 3), (60, ["cnn"], 3), (10, ["cnn"], 2)])
+def test_the_plan_fits_the_budget_and_says_why(minutes, archs, folds):
+    plan = make_plan(minutes)
+    assert plan.archs == archs and plan.folds == folds and plan.why
+    left = minutes
+    for index, arch in enumerate(plan.archs):  # each CV spends its folds' training plus the overhead
+        per_fold = plan.fold_minutes(arch, left, plan.archs[index:])
+        assert per_fold >= MIN_FOLD_MINUTES[arch]
+        left -= per_fold * plan.folds / (1 - OVERHEAD)
+    assert left == pytest.approx(0, abs=1e-6)  # the whole budget is planned, and no more
+
+
+def test_a_budget_too_small_for_one_fold_says_what_it_needs():
+    with pytest.raises(PipelineError, match=r"^MINUTES=1 is too small for one CV of 2 folds of cnn .* give MINUTES=9"):
+        make_plan(1)
+
+
+def test_compete_runs_its_plan_resumably_and_writes_a_submission(tiny, home):
+    lines = []
+    made, estimate, spent = compete("tiny", 10, ["epochs=1", "batch_size=8", "verbose=0"], say=lines.append)
+    assert made.path.exists() and 0 <= estimate <= 1
+    [folder] = (home / "runs").glob("compete-*")
+    state = json.loads((folder / "plan.json").read_text())
+    assert state["done"] and list(state["cvs"]) == ["cnn"] and state["submission"] == str(made.path)
+    assert any("refit skipped" in line for line in lines)
+    again, _, _ = compete("tiny", 10, ["epochs=1", "batch_size=8", "verbose=0"], say=lines.append)
+    assert len(list((home / "runs").glob("compete-*"))) == 2  # a finished compete is not reopened
