@@ -20,6 +20,12 @@ SPACE       ?=
 PRUNER      ?= sha
 FIDELITY    ?=
 CHECK       ?=
+FINAL_MINUTES ?=
+HOLDOUT     ?=
+RECIPES     ?=
+FIDELITIES  ?=
+empty       :=
+space       := $(empty) $(empty)
 STUDY       ?=
 RUNS        ?=
 FILE        ?=
@@ -48,12 +54,13 @@ PREDICT_ARGS = --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(
 	$(if $(SUBMISSION_HEADER),--submission-header '$(SUBMISSION_HEADER)')
 
 .PHONY: help venv demo data report train cv refit blend compete tune tune-report predict submit check-submission submissions lint format test test-fast \
-	clean clean-tuning bench bench-load bench-train bench-tune bench-tune-transfer
+	clean clean-tuning bench bench-load bench-train bench-tune bench-tune-transfer bench-fidelity
 
 help: ## list every target with a one-line description
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-18s %s\n", $$1, $$2}'
 	@echo "  variables: COMPETITION=$(COMPETITION) ARCH=$(ARCH) EPOCHS= SET='name=value ...' MINUTES= TRIALS= WORKERS= STORAGE= SPACE= PRUNER= STUDY="
 	@echo "             FIDELITY='minutes=3 subset=0.5 scale=1' CHECK='top=2 budget=0.5 margin=0.005'"
+	@echo "             benchmarks: FINAL_MINUTES= HOLDOUT= (bench-tune-transfer) RECIPES= FIDELITIES='a;b' (bench-fidelity)"
 	@echo "             RUNS= TTA= IMAGE= WEIGHTS= FILE= MESSAGE= TUNED=1|0 SUBMISSION_HEADER=id,label"
 	@echo "             FOLDS= BUDGET= FOLDS_FROM= RUN= PSEUDO_THRESHOLD= (with SET=pseudo_labels=<run or cv folder>)"
 
@@ -112,11 +119,19 @@ tune-report: $(INSTALLED) ## the study's fidelity, final check, parameter import
 bench-tune: $(INSTALLED) ## trials/hour and best score with and without pruning on a GIC-sized subset (MINUTES= per mode)
 	$(BIN)/python -m tuning.bench_tune $(if $(MINUTES),--minutes $(MINUTES))
 
-# KIP_HOME=/work/exp make bench-tune-transfer COMPETITION=gic-dev: about MINUTES + 2 x the final budget (96 minutes)
-bench-tune-transfer: $(DATA_READY) ## make tune MINUTES=60 on train, then tuned vs default at the final budget, scored on a private hold-out
+# KIP_HOME=/work/exp make bench-tune-transfer COMPETITION=gic-dev: about MINUTES + 2 x the final budget (96 minutes);
+# reduced: MINUTES=20 FINAL_MINUTES=6 (HOLDOUT=0.15 sets a private share of train aside instead of a labelled test)
+bench-tune-transfer: $(DATA_READY) ## make tune MINUTES=60 on train, then tuned vs default make train (FINAL_MINUTES=), scored on a private hold-out (HOLDOUT=)
 	$(BIN)/python -m tuning.bench_transfer --competition $(COMPETITION) --arch $(ARCH) --minutes $(or $(MINUTES),60) \
+		$(if $(FINAL_MINUTES),--final-minutes $(FINAL_MINUTES)) $(if $(HOLDOUT),--holdout $(HOLDOUT)) \
 		$(if $(FIDELITY),--fidelity '$(FIDELITY)') $(if $(CHECK),--check '$(CHECK)') $(if $(TRIALS),--trials $(TRIALS)) \
 		--pruner $(PRUNER) $(foreach s,$(SET),--set $(s)) $(foreach s,$(SPACE),--space '$(s)')
+
+# KIP_HOME=/work/exp make bench-fidelity COMPETITION=gic-dev: about RECIPES x (final budget + the fidelities' budgets)
+bench-fidelity: $(DATA_READY) ## which trial fidelity ranks recipes like the final run (RECIPES=8, FIDELITIES='a;b', FINAL_MINUTES=)
+	$(BIN)/python -m tuning.bench_fidelity --competition $(COMPETITION) --arch $(ARCH) --settings $(or $(RECIPES),8) \
+		$(if $(FINAL_MINUTES),--set minutes=$(FINAL_MINUTES)) $(foreach f,$(subst ;, ,$(subst $(space),~,$(FIDELITIES))),--fidelity '$(subst ~, ,$(f))') \
+		$(foreach s,$(SET),--set $(s)) $(foreach s,$(SPACE),--space '$(s)')
 
 $(LATEST_SUB): $(LATEST_RUN)
 	$(KIP) predict $(PREDICT_ARGS)

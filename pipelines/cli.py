@@ -59,9 +59,10 @@ def cmd_report(args) -> None:
           f"val labels not in train: {report['val_labels_not_in_train'] or 'none'}")
 
 
-def training_config(args) -> TrainConfig:
-    """The training config the arguments ask for, saying which tuned parameters it uses."""
-    config, said = make_config(args.competition, args.arch, args.set, getattr(args, "tuned", "auto"))
+def training_config(args, minutes: float | None = None) -> TrainConfig:
+    """The training config the arguments ask for (with the budget ``minutes`` when given), saying which parameters
+    it uses."""
+    config, said = make_config(args.competition, args.arch, args.set, getattr(args, "tuned", "auto"), minutes)
     if said:
         print(said)
     return config
@@ -79,9 +80,7 @@ def cmd_train(args) -> None:
 def cmd_cv(args) -> None:
     from pipelines.cv import run_cv  # TensorFlow
 
-    config = training_config(args)
-    if args.budget:
-        config = config.update(minutes=args.budget / args.folds)
+    config = training_config(args, args.budget / args.folds if args.budget else None)
     print(f"cv: {args.folds} folds over every labelled image (train, and val when the competition labels one); "
           f"{config.minutes:g} minutes per fold")
     result = run_cv(config, folds=args.folds, folds_from=args.folds_from)

@@ -15,10 +15,11 @@ from competition.registry import load_competition
 from pipelines.config import TrainConfig, parse_settings
 
 
-def make_config(competition: str, arch: str, pairs: list[str] | None = None, tuned: str = "auto"
-                ) -> tuple[TrainConfig, str]:
-    """Defaults < tuned parameters (when they won, or ``tuned="1"``) < ``NAME=VALUE`` settings; and a line saying
-    which tuned parameters were used or why not ("" when there are none).
+def make_config(competition: str, arch: str, pairs: list[str] | None = None, tuned: str = "auto",
+                minutes: float | None = None) -> tuple[TrainConfig, str]:
+    """Defaults < tuned parameters (when they won, or ``tuned="1"``) < ``NAME=VALUE`` settings < ``minutes`` (a
+    budget the caller plans, e.g. a CV fold's); and a line saying which parameters are used: the default recipe, or
+    the tuned ones and why (or why not).
 
     The competition is resolved once here: a folder path becomes absolute (runs then find it from anywhere), and
     the tuned parameters are looked up by its slug.
@@ -27,7 +28,25 @@ def make_config(competition: str, arch: str, pairs: list[str] | None = None, tun
     if Path(competition).is_dir() and found.data_dir:
         competition = str(Path(competition).resolve())
     params, said = tuned_settings(found.slug, arch, tuned or "auto")
-    return TrainConfig(competition=competition, arch=arch).update(**params).update(**parse_settings(pairs)), said
+    given = parse_settings(pairs)
+    config = TrainConfig(competition=competition, arch=arch).update(**params).update(**given)
+    if minutes is not None:
+        config = config.update(minutes=minutes)
+    if "epochs" in params and "epochs" not in given:
+        config, note = fit_tuned_epochs(config, read_tuned(found.slug, arch) or {})
+        said += note
+    return config, said
+
+
+def fit_tuned_epochs(config: TrainConfig, record: dict) -> tuple[TrainConfig, str]:
+    """The tuned ``epochs`` is a cap at the final budget the study checked; a run with another budget gets it scaled
+    by the ratio of the budgets, so that it binds at the same share of the time (and a note saying so)."""
+    tuned_for = (record.get("fidelity") or {}).get("final_minutes")
+    if not tuned_for or not config.minutes or config.minutes == tuned_for:
+        return config, ""
+    epochs = max(1, round(config.epochs * config.minutes / tuned_for))
+    return config.update(epochs=epochs), (f"; epochs {config.epochs} was tuned for {tuned_for:g} minutes, so "
+                                          f"{epochs} for this run's {config.minutes:g}")
 
 
 # ------------------------------------------------------------------------------------------------ tuned settings
@@ -58,10 +77,12 @@ def tuned_settings(slug: str, arch: str, mode: str = "auto") -> tuple[dict, str]
     """
     if mode not in TUNED_MODES:
         raise PipelineError(f"TUNED={mode!r}: use 1 (always use tuned settings), 0 (never) or leave it unset")
-    record = None if mode == "0" else read_tuned(slug, arch)
-    if not record:
-        return {}, ""
     path = settings.best_params_path(slug, arch)
+    if mode == "0":
+        return {}, "train: the default recipe (TUNED=0: tuned parameters are not used)"
+    record = read_tuned(slug, arch)
+    if not record:
+        return {}, f"train: the default recipe (no tuned parameters in {path}; `make tune` looks for some)"
     params = record.get("params", {})
     if mode == "1":
         return params, f"train: using tuned parameters from {path} (TUNED=1): {params}"

@@ -107,8 +107,8 @@ def compete(competition: str, minutes: float, settings_: list[str] | None = None
         left = minutes - state["spent_before"] - (clock() - started) / 60
         per_fold = plan.fold_minutes(arch, left, plan.archs[index:])
         say(f"compete: {arch}: {plan.folds} folds of {per_fold:.1f} minutes ({left:.1f} minutes left)")
-        config, _ = make_config(competition, arch, settings_, tuned="auto")
-        result = run_cv(config.update(minutes=per_fold), folds=plan.folds, folds_from=first, on_fold=say)
+        config, _ = make_config(competition, arch, settings_, tuned="auto", minutes=per_fold)
+        result = run_cv(config, folds=plan.folds, folds_from=first, on_fold=say)
         first = first or result.cv_dir
         state["cvs"][arch] = {"folder": str(result.cv_dir), "oof_accuracy": result.metrics["oof_accuracy"]}
         state["spent"] = (clock() - started) / 60

@@ -49,16 +49,19 @@ def test_report_shows_the_fidelity_the_final_check_and_the_importance_of_each_pa
     importance = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in table.splitlines()
                   if line.startswith("| learning_rate |") or line.startswith("| weight_decay |")}
     assert importance["learning_rate"] > importance["weight_decay"]  # pruned trials count at their last value
+    study.set_user_attr("check", {"beats_default": False, "trial": None, "params": {},
+                                  "why": "the default stays: no trial other than the untuned recipe finished"})
+    assert "The default stays: no trial other than the untuned recipe finished." in top_trials_table(study)
 
 
 def test_tune_then_report_from_the_command_line(tiny, home, capsys):
     args = ["--competition", tiny, "--set", "verbose=0", "--set", "epochs=1", "--space", "epochs=1",
-            "--space", "batch_size=8"]
+            "--space", "batch_size=8", "--check", "top=0"]  # the final check has tests of its own
     assert main(["tune", *args, "--trials", "3", "--space", "optimizer=adam,sgd"]) == 0
     out = capsys.readouterr().out
     assert f"{'optimizer':<18}choice: adam, sgd" in out and f"{'epochs':<18}fixed: 1" in out
     assert "3 trials (3 complete)" in out and "best trial in the search:" in out
-    assert "tune: make train will use trial" in out or "tune: make train keeps its default recipe" in out
+    assert "tune: make train keeps its default recipe" in out and "no final check was asked for" in out
 
     # changing the choices of a resumed study is refused in one line, with a hint
     assert main(["tune", *args, "--trials", "1"]) == 2

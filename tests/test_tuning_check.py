@@ -103,3 +103,25 @@ def test_a_candidate_that_fails_in_the_check_cannot_win(monkeypatch, home, capsy
     assert "tune: check: trial 2 failed: KeyError" in capsys.readouterr().out
     record, _ = run_check(monkeypatch, home, study, {0.002: 0.60})  # both fail
     assert not record["beats_default"] and "every candidate failed" in record["why"]
+
+
+def test_make_train_says_which_parameters_it_uses_and_fits_the_tuned_epochs_to_its_budget(tiny, home):
+    from pipelines.tuned import make_config, write_tuned
+
+    path = home / "tuning" / "best-tiny-cnn.json"
+    untuned = f"train: the default recipe (no tuned parameters in {path}; `make tune` looks for some)"
+    assert make_config(tiny, "cnn") == (TrainConfig(competition=tiny), untuned)
+    write_tuned("tiny", "cnn", {"params": {"epochs": 20, "learning_rate": 0.01}, "beats_default": True, "why": "won",
+                                "fidelity": Fidelity().resolve(18).identity()})
+    config, said = make_config(tiny, "cnn")
+    assert (config.epochs, config.learning_rate) == (20, 0.01)
+    assert said.endswith("(they beat the default recipe: won): {'epochs': 20, 'learning_rate': 0.01}")
+    # the cap binds at the same share of a longer (or shorter) budget than the one the study checked
+    config, said = make_config(tiny, "cnn", ["minutes=36"])
+    assert config.epochs == 40 and said.endswith("; epochs 20 was tuned for 18 minutes, so 40 for this run's 36")
+    assert make_config(tiny, "cnn", minutes=9)[0].epochs == 10  # a budget the caller plans (a CV fold's) too
+    assert make_config(tiny, "cnn", ["minutes=36", "epochs=25"])[0].epochs == 25  # given on its own: kept
+    assert make_config(tiny, "cnn", ["minutes=0"])[0].epochs == 20  # no budget: the cap as tuned
+    config, said = make_config(tiny, "cnn", tuned="0")
+    assert config == TrainConfig(competition=tiny)
+    assert said == "train: the default recipe (TUNED=0: tuned parameters are not used)"

@@ -1,4 +1,6 @@
 """Trials as smaller copies of the final run: the fidelity's parsing, scaling and data, and what a study records."""
+from types import SimpleNamespace
+
 import numpy as np
 import optuna
 import pytest
@@ -27,7 +29,7 @@ def test_parse_and_resolve_a_fidelity():
     # a trial fits a third of the final run's epochs: a sixth of the time, each epoch over half the data
     assert default.epoch_scale == pytest.approx(1 / 3)
     trial = default.apply(TrainConfig(epochs=60, warmup_epochs=1.5, minutes=18))
-    assert (trial.minutes, trial.epochs, trial.warmup_epochs) == (3.0, 20, pytest.approx(0.5))
+    assert (trial.minutes, trial.epochs, trial.warmup_epochs, trial.patience) == (3.0, 20, pytest.approx(0.5), 4)
     assert fidelity.resolve(18).epoch_scale == pytest.approx((2 / 18) / (0.25 * 0.25))
     untimed = Fidelity().resolve(0)  # a final run without a time budget: trials run the epochs, unscaled
     assert untimed.minutes == 0 and untimed.epoch_scale == 1
@@ -84,21 +86,31 @@ def test_reduced_data_is_a_stratified_subset_at_a_smaller_size_with_the_whole_ho
         reduce_dataset(dataset, Fidelity(subset=0.05), 42)
 
 
-def test_trials_run_the_budgeted_recipe_at_the_fidelity_and_the_check_at_the_final_budget(tiny, home, monkeypatch):
+@pytest.fixture
+def trained(monkeypatch):
+    """What trials (``trial``) and the final check (``check``) train, each as (config, train size, val size, input
+    shape), scored by a stand-in for train(): the plumbing is under test here, not the training."""
     seen = {"trial": [], "check": []}
 
-    def spy(kind, real):
-        def train(config, dataset=None, **kwargs):
+    def stand_in(kind):
+        def train(config, dataset=None, run_dir=None, **kwargs):
             seen[kind].append((config, len(dataset.train), len(dataset.val), dataset.input_shape))
-            return real(config.update(minutes=0), dataset=dataset, **kwargs)  # no real budget in a test
+            metrics = {"val_accuracy": 0.5 + 0.01 * len(seen[kind]), "val_macro_f1": 0.5, "val_log_loss": 1.0,
+                       "epochs_run": config.epochs, "train_seconds": 1.0}
+            return SimpleNamespace(metrics=metrics, history={"loss": [1.0]}, run_dir=run_dir)
         return train
 
-    monkeypatch.setattr(tuning.objective, "train", spy("trial", tuning.objective.train))
-    monkeypatch.setattr(tuning.check, "train", spy("check", tuning.check.train))
+    monkeypatch.setattr(tuning.objective, "train", stand_in("trial"))
+    monkeypatch.setattr(tuning.check, "train", stand_in("check"))
+    return seen
+
+
+def test_trials_run_the_budgeted_recipe_at_the_fidelity_and_the_check_at_the_final_budget(tiny, home, trained):
     config = TrainConfig(competition=tiny, verbose=0, epochs=4, minutes=12, warmup_epochs=1)
     tune(config, build_space("cnn", ["batch_size=8", "epochs=2:4"]),
          TuneOptions(trials=3, pruner="none", fidelity=Fidelity(minutes=2, subset=0.5),
                      check=CheckOptions(top=1, budget=0.25)))
+    seen = trained
     k = (2 / 12) / 0.5  # a trial's share of the final run's epochs (smaller images: tested above, the cnn needs 16)
     for trial_config, train_size, val_size, shape in seen["trial"]:
         assert trial_config.minutes == 2 and (train_size, val_size, shape) == (18, 12, (16, 16, 3))
@@ -110,7 +122,7 @@ def test_trials_run_the_budgeted_recipe_at_the_fidelity_and_the_check_at_the_fin
     assert (default.epochs, default.warmup_epochs) == (1, 0.25)  # scaled to the check's quarter of the budget
 
 
-def test_a_study_refuses_another_fidelity_with_a_hint_and_keeps_its_trials(tiny, home):
+def test_a_study_refuses_another_fidelity_with_a_hint_and_keeps_its_trials(tiny, home, trained):
     config, space = TrainConfig(competition=tiny, verbose=0, epochs=1), build_space("cnn", QUICK)
     study = tune(config, space, TuneOptions(trials=1, check=CheckOptions(top=0)))
     assert study.user_attrs["fidelity"] == {"minutes": 3.0, "subset": 0.5, "scale": 1.0, "final_minutes": 18.0}
@@ -133,7 +145,7 @@ def test_a_study_from_before_fidelities_is_refused(tiny, home):
         tune(TrainConfig(competition=tiny, verbose=0, epochs=1), build_space("cnn", QUICK), TuneOptions(trials=1))
 
 
-def test_a_space_that_excludes_the_default_is_a_notice_and_the_study_runs(tiny, home, capsys):
+def test_a_space_that_excludes_the_default_is_a_notice_and_the_study_runs(tiny, home, capsys, trained):
     space = build_space("cnn", [*QUICK, "learning_rate=1e-2:1e-1", "optimizer=sgd,rmsprop"])
     study = tune(TrainConfig(competition=tiny, verbose=0, epochs=1), space,
                  TuneOptions(trials=1, check=CheckOptions(top=0)))
@@ -142,4 +154,4 @@ def test_a_space_that_excludes_the_default_is_a_notice_and_the_study_runs(tiny, 
     assert notice.startswith("tune: notice: the search space excludes make train's default learning_rate=0.002")
     assert "optimizer='adamw'" in notice and "the final check still trains the default itself" in notice
     assert study.trials[0].params["learning_rate"] == 1e-2  # trial 0 starts from the nearest point
-    assert study.trials[0].state.name == "COMPLETE"
+    assert study.trials[0].state.name == "COMPLETE" and trained["trial"][0][0].learning_rate == 1e-2

@@ -142,11 +142,38 @@ def test_postgresql_several_workers_share_one_study(postgres_url):
 
 def test_tune_runs_on_postgresql(postgres_url, tiny, home):
     from pipelines.config import TrainConfig
+    from tuning.fidelity import CheckOptions
     from tuning.search import TuneOptions, best_params_path, tune
     from tuning.space import build_space
 
     study = tune(TrainConfig(competition=tiny, verbose=0, epochs=1), build_space("cnn", ["epochs=1", "batch_size=8"]),
-                 TuneOptions(trials=2, storage=postgres_url))
+                 TuneOptions(trials=2, storage=postgres_url, check=CheckOptions(top=0)))
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert study.user_attrs["fidelity"]["minutes"] == 3 and "why" in study.user_attrs["check"]  # attrs in PostgreSQL
     assert json.loads(best_params_path(tiny, "cnn").read_text())["study"] == "tiny-cnn"
+
+
+def test_successive_halving_decides_at_12_and_36_percent_and_the_sampler_start_up_fits_the_budget(tmp_path):
+    from tuning.storage import open_study, startup_trials
+
+    assert [startup_trials(n) for n in (None, 8, 22, 100)] == [10, 4, 6, 10]  # a quarter of the trials, 4 to 10
+    study = open_study("s", f"sqlite:///{tmp_path / 's.db'}", startup=6)
+    assert isinstance(study.pruner, optuna.pruners.SuccessiveHalvingPruner)
+    assert study.sampler._n_startup_trials == 6 and study.sampler._multivariate  # multivariate TPE
+    study = optuna.create_study(direction="maximize", pruner=study.pruner)  # in memory: no heartbeat to keep
+
+    def reach(values: dict[int, float]) -> bool:
+        """A trial reporting ``values`` (percent of its run -> accuracy): whether the pruner stopped it."""
+        trial = study.ask()
+        for step, value in values.items():
+            trial.report(value, step)
+            if trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                return True
+        study.tell(trial, value)
+        return False
+
+    assert not reach({5: 0.1, 12: 0.5, 36: 0.6, 100: 0.7})  # the first trial at each rung goes on
+    assert reach({5: 0.0, 12: 0.3})  # below the best at 12% (fewer than 3 there: only the best goes on)
+    assert not reach({12: 0.55, 36: 0.65})  # better at 12%, and at 36%
+    assert not reach({5: 0.0, 10: 0.0})  # before the first rung nothing is decided

@@ -1,4 +1,4 @@
-"""Which fidelity ranks settings the way the final run does: ``python -m tuning.bench_fidelity``.
+"""Which fidelity ranks settings the way the final run does: ``make bench-fidelity``.
 
 Trains the same handful of recipes (make train's default and ``--settings``-1 drawn at random from ``make tune``'s
 space) at each candidate fidelity (``--fidelity``, as ``make tune FIDELITY=``, repeatable) and at the final budget,
@@ -7,13 +7,14 @@ each fidelity it prints the Spearman rank correlation of its scores with the fin
 successive halving decides (12% and 36% of a trial's run), whether it picks the final run's best recipe, and its
 cost. Figures go to stdout and ``reports/bench-fidelity/<slug>-<arch>.{md,json}``.
 
-    python -m tuning.bench_fidelity --competition gic-dev --settings 8      # about 8 x (18 + 15) minutes
+    KIP_HOME=/work/exp make bench-fidelity COMPETITION=gic-dev      # about 8 x (18 + 15) minutes
 """
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -150,5 +151,6 @@ def main(argv: list[str] | None = None, clock=time.time) -> int:
 if __name__ == "__main__":
     try:
         raise SystemExit(main())
-    except PipelineError as err:
-        raise SystemExit(f"error: {err}") from None
+    except PipelineError as err:  # one line, exit 2, as the kip command
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,19 +1,23 @@
 """``make bench-tune-transfer``: does what ``make tune`` finds beat the untuned ``make train`` at the same budget?
 
 On a competition's train split, with a private stratified hold-out the search never sees (the competition's labelled
-test split when it has one, like the dev copy ``gic-dev``; otherwise ``--holdout`` of the train split, set aside as
-``data/raw/<slug>-private/``), it runs ``make tune MINUTES=`` (its own study, the user's tuned-settings file left
-alone), then trains the default recipe and the check's best candidate at the final budget exactly as ``make train``
-does, and prints both private accuracies, the accuracy of what ``make train`` would use (the candidate only when
-the check let it win) and the difference. Report: ``reports/bench-tune-transfer/<slug>-<arch>.{md,json}``.
+test split when it has one, like the dev copy ``gic-dev``, unless ``--holdout`` is given; otherwise ``--holdout`` of
+the train split, 0.15 by default, set aside as ``data/raw/<slug>-private<percent>/``), it runs ``make tune MINUTES=``
+(its own study, the user's tuned-settings file left alone), then trains the default recipe and the check's best
+candidate at the final budget (``--final-minutes``, default make train's) exactly as ``make train`` does, and prints
+both private accuracies, that of what ``make train`` would use after the search ("tuned": the candidate only when
+the check let it win, else the default) and the difference. Result: ``reports/bench-tune-transfer/<slug>-<arch>.json``
+(and ``.md``).
 
-    KIP_HOME=/work/exp make bench-tune-transfer COMPETITION=gic-dev      # MINUTES=60 + 2 x 18 minutes
+    KIP_HOME=/work/exp make bench-tune-transfer COMPETITION=gic-dev                    # 60 + 2 x 18 minutes
+    KIP_HOME=/work/exp make bench-tune-transfer COMPETITION=gic-dev MINUTES=20 FINAL_MINUTES=6 HOLDOUT=0.1
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -28,38 +32,51 @@ from competition.config import Competition  # noqa: E402
 from competition.errors import PipelineError  # noqa: E402
 from competition.fileio import write_json, write_text  # noqa: E402
 from competition.registry import load_competition  # noqa: E402
+from pipelines.config import parse_settings  # noqa: E402
 from tuning.fidelity import CheckOptions, Fidelity, describe, parse_options  # noqa: E402
 
 TARGET_POINTS, TARGET_TRIALS = 1.5, 20
+DEFAULT_HOLDOUT = 0.15
 
 
-def private_holdout(competition: Competition, fraction: float, seed: int) -> Competition:
-    """The competition itself when its test split is labelled; else a copy of it whose test split is a stratified
-    ``fraction`` of its train split (the same image files), written once to ``data/raw/<slug>-private/``."""
-    if competition.test_labels and (competition.raw_dir / competition.test_labels).is_file():
+def private_holdout(competition: Competition, fraction: float | None, seed: int) -> Competition:
+    """The competition itself when its test split is labelled and no ``fraction`` is asked for; else a copy of it
+    whose test split is a stratified ``fraction`` (default 0.15) of its train split (the same image files; its val
+    split, if any, kept), written once to ``data/raw/<slug>-private<percent>/``."""
+    if fraction is None and competition.test_labels and (competition.raw_dir / competition.test_labels).is_file():
         return competition
+    fraction = DEFAULT_HOLDOUT if fraction is None else fraction
+    if not 0 < fraction < 1:
+        raise PipelineError(f"HOLDOUT={fraction:g}: the private share of train must be between 0 and 1, e.g. 0.15")
     train = competition.split_source("train") if competition.splits else None
     if train is None or train.csv is None or not train.csv.is_file():
-        raise PipelineError(f"{competition.slug}: no labelled test split (test_labels) and no train CSV to hold "
-                            f"images out of; use a competition with one of them (e.g. COMPETITION=gic-dev)")
-    slug = f"{competition.slug}-private"
+        raise PipelineError(f"{competition.slug}: no train CSV to hold images out of; use a CSV-layout competition "
+                            f"(e.g. COMPETITION=gic-dev)")
+    slug = f"{competition.slug}-private{round(100 * fraction)}"
     raw = settings.raw_dir(slug)
     if not (raw / "competition.toml").exists():
         frame = pd.read_csv(train.csv, dtype={competition.image_column: str})
-        rest, held = train_test_split(frame, test_size=fraction, stratify=frame[competition.label_column],
-                                      random_state=seed)
+        try:
+            rest, held = train_test_split(frame, test_size=fraction, stratify=frame[competition.label_column],
+                                          random_state=seed)
+        except ValueError as err:
+            raise PipelineError(f"HOLDOUT={fraction:g}: {err}; give another share") from None
         raw.mkdir(parents=True, exist_ok=True)
         rest.to_csv(raw / "train.csv", index=False)
         held[[competition.image_column]].to_csv(raw / "test.csv", index=False)
         held.to_csv(raw / "test_labels.csv", index=False)
-        size = f"image_size = {list(competition.image_size)}\n" if competition.image_size else ""
-        write_text(raw / "competition.toml",
-                   f"slug = {json.dumps(slug)}\nimage_column = {json.dumps(competition.image_column)}\n"
-                   f"label_column = {json.dumps(competition.label_column)}\n{size}channels = {competition.channels}\n"
-                   f"image_extension = {json.dumps(competition.image_extension)}\n"
-                   f"test_labels = \"test_labels.csv\"\nsample_submission = \"\"\n"
-                   f"[splits.train]\ncsv = \"train.csv\"\nimages = {json.dumps(str(train.images))}\n"
-                   f"[splits.test]\ncsv = \"test.csv\"\nimages = {json.dumps(str(train.images))}\n")
+        val = competition.split_source("val")
+        write_text(raw / "competition.toml", "\n".join([
+            f"slug = {json.dumps(slug)}", f"image_column = {json.dumps(competition.image_column)}",
+            f"label_column = {json.dumps(competition.label_column)}", f"channels = {competition.channels}",
+            *([f"image_size = {list(competition.image_size)}"] if competition.image_size else []),
+            f"image_extension = {json.dumps(competition.image_extension)}",
+            f"validation_fraction = {competition.validation_fraction}",
+            'test_labels = "test_labels.csv"', 'sample_submission = ""',
+            "[splits.train]", 'csv = "train.csv"', f"images = {json.dumps(str(train.images))}",
+            *(["[splits.val]", f"csv = {json.dumps(str(val.csv))}", f"images = {json.dumps(str(val.images))}"]
+              if val is not None and val.csv is not None and val.present else []),
+            "[splits.test]", 'csv = "test.csv"', f"images = {json.dumps(str(train.images))}", ""]))
     return load_competition(slug)
 
 
@@ -77,6 +94,15 @@ def private_accuracy(run_dir: Path, competition: Competition) -> float:
     return float(np.mean(labels.to_numpy() == np.array([str(x) for x in prediction.labels])))
 
 
+def summary(result: dict) -> str:
+    """The benchmark's answer in one line: both private accuracies and the difference."""
+    p = result["private"]
+    used = f"trial {result['check']['trial']}'s parameters" if result["check"]["beats_default"] else \
+        "the default: the final check kept it"
+    return (f"bench-tune-transfer: private hold-out accuracy tuned {p['tuned']:.4f} ({used}), default "
+            f"{p['default']:.4f}, difference {result['difference_points']:+.2f} points")
+
+
 def report(result: dict) -> str:
     r, c = result, result["check"]
     lines = [f"# bench-tune-transfer: {r['competition']}, {r['arch']}", "",
@@ -88,34 +114,39 @@ def report(result: dict) -> str:
              f"{r['states'].get('pruned', 0)} pruned), {r['states'].get('fail', 0)} failed, in "
              f"{r['search_minutes']:.1f} minutes (target >= {TARGET_TRIALS}: "
              f"{'met' if r['finished'] >= TARGET_TRIALS else 'MISSED'})",
-             f"- final check: {'tuned parameters win' if c['beats_default'] else 'the default stays'}: {c['why']}", "",
+             f"- final check: {'tuned parameters win: ' if c['beats_default'] else ''}{c['why']}", "",
              "| recipe | private accuracy |", "|---|---|",
              f"| default | {r['private']['default']:.4f} |"]
     if r["private"].get("candidate") is not None:
         lines.append(f"| best candidate (trial {c['trial']}) | {r['private']['candidate']:.4f} |")
     points = r["difference_points"]
-    lines += [f"| what make train uses ({'tuned' if c['beats_default'] else 'default'}) | "
-              f"{r['private']['make_train']:.4f} |", "",
-              f"- difference, what make train uses minus the default: {points:+.2f} points (target >= "
-              f"+{TARGET_POINTS}: {'met' if points >= TARGET_POINTS else 'MISSED'}; never loses: "
-              f"{'yes' if points >= 0 else 'NO'})"]
+    lines += [f"| tuned: what make train uses after make tune ({'candidate' if c['beats_default'] else 'default'}) | "
+              f"{r['private']['tuned']:.4f} |", "",
+              f"- difference, tuned minus default: {points:+.2f} points (target >= +{TARGET_POINTS}: "
+              f"{'met' if points >= TARGET_POINTS else 'MISSED'}; never loses: {'yes' if points >= 0 else 'NO'})"]
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None, clock=time.time) -> int:
+def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--competition", default="gic-dev")
     parser.add_argument("--arch", default=settings.DEFAULT_ARCH)
     parser.add_argument("--minutes", type=float, default=60.0, help="make tune MINUTES=, the final check included")
+    parser.add_argument("--final-minutes", type=float, default=None,
+                        help="the final run's budget, as make train MINUTES= (default: make train's, 18)")
     parser.add_argument("--trials", type=int, default=None, help="also stop after this many trials")
     parser.add_argument("--fidelity", default="")
     parser.add_argument("--check", default="")
     parser.add_argument("--pruner", default="sha")
-    parser.add_argument("--holdout", type=float, default=0.15, help="private share of train when test is unlabelled")
+    parser.add_argument("--holdout", type=float, default=None,
+                        help="private share of train (default: the labelled test split, else 0.15)")
     parser.add_argument("--set", action="append", default=None, help="training settings, as make train SET=")
     parser.add_argument("--space", action="append", default=None, help="search-space overrides, as make tune SPACE=")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None, clock=time.time) -> int:
+    args = arguments(argv)
     from pipelines.data import load_dataset
     from pipelines.train import train
     from pipelines.tuned import make_config
@@ -128,7 +159,9 @@ def main(argv: list[str] | None = None, clock=time.time) -> int:
                           check=parse_options(args.check, CheckOptions, "CHECK"))
     competition = private_holdout(load_competition(args.competition), args.holdout, 2026)
     config, _ = make_config(competition.slug, args.arch, args.set, tuned="0")
-    space = build_space(config.arch, args.space or [])
+    if args.final_minutes is not None:
+        config = config.update(minutes=args.final_minutes).validate()
+    space = build_space(config.arch, args.space or [], fixed=parse_settings(args.set))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = settings.runs_dir() / f"bench-transfer-{competition.slug}-{config.arch}-{stamp}"
     options.storage, options.study = f"sqlite:///{out / 'studies.db'}", f"transfer-{stamp}"
@@ -142,27 +175,27 @@ def main(argv: list[str] | None = None, clock=time.time) -> int:
     if check["params"]:
         run = train(config.update(**check["params"]), dataset=dataset, run_dir=out / "candidate", clock=clock)
         private["candidate"] = private_accuracy(run.run_dir, competition)
-    private["make_train"] = private["candidate"] if check["beats_default"] else private["default"]
+    private["tuned"] = private["candidate"] if check["beats_default"] else private["default"]
     result = {"competition": competition.slug, "arch": config.arch, "minutes": args.minutes,
-              "final_minutes": config.minutes, "fidelity": study.user_attrs.get("fidelity"), "pruner": args.pruner,
-              "train_images": len(dataset.train), "holdout_images": len(dataset.val),
+              "final_minutes": config.minutes, "fidelity": describe(study.user_attrs.get("fidelity") or {}),
+              "pruner": args.pruner, "train_images": len(dataset.train), "holdout_images": len(dataset.val),
               "private_images": len(dataset.test) if dataset.test is not None else 0,
               "search_minutes": round(search_minutes, 2), "states": states,
               "finished": states.get("complete", 0) + states.get("pruned", 0), "check": check, "private": private,
-              "difference_points": round(100 * (private["make_train"] - private["default"]), 2),
+              "difference_points": round(100 * (private["tuned"] - private["default"]), 2),
               "study": {"storage": options.storage, "name": options.study}}
-    result["fidelity"] = describe(result["fidelity"] or {})
-    text = report(result)
-    print("\n" + text)
     where = settings.home() / "reports" / "bench-tune-transfer"
+    text = report(result)
     write_text(where / f"{competition.slug}-{config.arch}.md", text)
     write_json(where / f"{competition.slug}-{config.arch}.json", result)
-    print(f"bench-tune-transfer: {where / f'{competition.slug}-{config.arch}.md'}")
+    print("\n" + text + "\n" + summary(result))
+    print(f"bench-tune-transfer: {where / f'{competition.slug}-{config.arch}.json'}")
     return 0
 
 
 if __name__ == "__main__":
     try:
         raise SystemExit(main())
-    except PipelineError as err:
-        raise SystemExit(f"error: {err}") from None
+    except PipelineError as err:  # one line, exit 2, as the kip command
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

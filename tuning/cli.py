@@ -1,12 +1,11 @@
 """``kip tune`` and ``kip tune-report``: the tuning package's subcommands."""
 from __future__ import annotations
 
-import argparse
-
 from competition import settings
 from competition.registry import load_competition
-from pipelines.cli import add_stage, add_training_arguments, training_config
+from pipelines.cli import add_stage, add_training_arguments
 from pipelines.config import parse_settings
+from pipelines.tuned import make_config
 from tuning.fidelity import CheckOptions, Fidelity, describe, parse_options
 from tuning.space import build_space
 from tuning.storage import PRUNERS, count_states
@@ -15,7 +14,7 @@ from tuning.storage import PRUNERS, count_states
 def cmd_tune(args) -> None:
     from tuning.search import TuneOptions, best_params_path, tune  # TensorFlow
 
-    config = training_config(argparse.Namespace(**{**vars(args), "tuned": "0"}))
+    config, _ = make_config(args.competition, args.arch, args.set, tuned="0")  # the search starts from the default
     space = build_space(config.arch, args.space, fixed=parse_settings(args.set))
     options = TuneOptions(trials=args.trials or None, minutes=args.minutes, storage=args.storage, study=args.study,
                           pruner=args.pruner, heartbeat=args.heartbeat, workers=args.workers,

@@ -2,11 +2,12 @@
 
 A trial runs ``make train``'s own time-budgeted recipe with a shorter budget (``minutes``, default a sixth of the
 final run's), on a class-stratified ``subset`` of the train split (default half) and at a lower resolution
-(``scale``, default none). The default is a choice, not yet a measurement: ``python -m tuning.bench_fidelity``
+(``scale``, default none). The default is a choice, not yet a measurement: ``make bench-fidelity``
 measures how well each fidelity ranks settings the way the final run does.
 The validation split is always the whole hold-out, so every trial and the final check are scored on the same images.
-Settings counted in epochs (the ``epochs`` cap and ``warmup_epochs``) are scaled by the ratio of the epochs a trial
-fits to those the final run fits, so that they stay the same fraction of the schedule.
+Settings counted in epochs (the ``epochs`` cap, ``warmup_epochs`` and early stopping's ``patience``) are scaled by
+the ratio of the epochs a trial fits to those the final run fits, so that they stay the same fraction of the
+schedule.
 
 Kept free of TensorFlow: the command line parses these before anything heavy loads.
 """
@@ -86,7 +87,8 @@ class Fidelity:
         """The trial's settings: the final run's, with the trial's budget and the settings counted in epochs scaled."""
         k = self.epoch_scale
         return config.update(minutes=self.minutes, epochs=max(1, math.ceil(config.epochs * k - 1e-9)),
-                             warmup_epochs=config.warmup_epochs * k)
+                             warmup_epochs=config.warmup_epochs * k,
+                             patience=max(1, math.ceil(config.patience * k - 1e-9)))
 
     def identity(self) -> dict:
         """What a study records: trials of another fidelity are not comparable with its own."""

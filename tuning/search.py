@@ -181,7 +181,7 @@ def _announce(search: Search, study: optuna.Study, minutes: float | None) -> Non
           + "".join(f", {n} {state}" for state, n in counts.items()) + ")")
     print(f"tune: search space for {search.config.arch}:\n{search.space.describe()}")
     journal = isinstance(open_storage(o.storage, o.heartbeat), JournalStorage)
-    print(f"tune: fidelity {search.fidelity.describe()}; a trial's epochs and warm-up scaled by "
+    print(f"tune: fidelity {search.fidelity.describe()}; a trial's epochs, warm-up and patience scaled by "
           f"{search.fidelity.epoch_scale:.3g}")
     print(f"tune: budget {o.trials if o.trials is not None else 'unlimited'} trials"
           + (f", {o.minutes:g} minutes ({minutes:.3g} for trials, the rest for the final check)" if o.minutes else "")
@@ -190,7 +190,8 @@ def _announce(search: Search, study: optuna.Study, minutes: float | None) -> Non
 
 
 def _run_workers(search: Search, dataset, clock) -> None:
-    """Run the trials in this process, or in ``workers`` spawned processes sharing the study."""
+    """Run the trials in this process, or in ``workers`` spawned processes sharing the study: the one place where
+    tuning starts parallel workers (another way of starting them, e.g. on a cluster, plugs in here)."""
     workers, n_trials = search.options.workers, search.options.trials
     if workers == 1:
         run_trials(search, n_trials, dataset=dataset, clock=clock)

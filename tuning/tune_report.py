@@ -68,7 +68,8 @@ def check_lines(study: optuna.Study) -> list[str]:
     lines = [f"Fidelity of the trials: {describe(fidelity) if fidelity else 'not recorded'}", "", "## Final check", ""]
     if not check:
         return lines + ["Not run yet: the study has not finished a `make tune`.", ""]
-    lines += [f"{'Tuned parameters win' if check['beats_default'] else 'The default stays'}: {check['why']}.", ""]
+    why = check["why"]  # "the default stays: ..." when it does
+    lines += [f"Tuned parameters win: {why}." if check["beats_default"] else f"{why[:1].upper()}{why[1:]}.", ""]
     figures = check.get("check")
     if figures:
         lines += [f"At {figures['minutes']:g} of the final run's {figures['final_minutes']:g} minutes "
