@@ -16,6 +16,7 @@ TRIALS      ?=
 MINUTES     ?=
 STORAGE     ?=
 WORKERS     ?= 1
+SCHEDULER   ?=
 SPACE       ?=
 PRUNER      ?= median
 STUDY       ?=
@@ -42,17 +43,20 @@ TRAIN_ARGS   = --competition $(COMPETITION) --arch $(ARCH) $(if $(EPOCHS),--set 
 	$(if $(PSEUDO_THRESHOLD),--set pseudo_threshold=$(PSEUDO_THRESHOLD))
 # make train (and the implicit training behind make predict / make submit) honours MINUTES= and TUNED=
 FIT_ARGS     = $(TRAIN_ARGS) $(if $(MINUTES),--set minutes=$(MINUTES)) $(if $(TUNED),--tuned $(TUNED))
+# make cv and make compete: folds on a Dask scheduler's workers, on a local cluster of WORKERS=N processes, or here
+CLUSTER_ARGS = $(if $(SCHEDULER),--scheduler '$(SCHEDULER)') --workers $(WORKERS)
 PREDICT_ARGS = --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(TTA),--tta $(TTA)) $(if $(IMAGE),--image '$(IMAGE)') \
 	$(if $(SUBMISSION_HEADER),--submission-header '$(SUBMISSION_HEADER)')
 
 .PHONY: help venv demo data report train cv refit blend compete tune tune-report predict submit check-submission submissions lint format test test-fast \
-	clean clean-tuning bench bench-load bench-train bench-tune
+	clean clean-tuning bench bench-load bench-train bench-tune bench-scale
 
 help: ## list every target with a one-line description
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-18s %s\n", $$1, $$2}'
 	@echo "  variables: COMPETITION=$(COMPETITION) ARCH=$(ARCH) EPOCHS= SET='name=value ...' MINUTES= TRIALS= WORKERS= STORAGE= SPACE= PRUNER= STUDY="
 	@echo "             RUNS= TTA= IMAGE= WEIGHTS= FILE= MESSAGE= TUNED=1|0 SUBMISSION_HEADER=id,label"
 	@echo "             FOLDS= BUDGET= FOLDS_FROM= RUN= PSEUDO_THRESHOLD= (with SET=pseudo_labels=<run or cv folder>)"
+	@echo "             SCHEDULER=tcp://host:8786 (make cv/compete on a Dask cluster) or WORKERS=N (a local one)"
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -83,12 +87,12 @@ $(LATEST_RUN): $(DATA_READY)
 train: $(DATA_READY) ## train ARCH=cnn|resnet10|mobilenetv2 in MINUTES= (default 18; WEIGHTS=; TUNED=1|0) -> runs/<arch>-<time>/
 	$(KIP) train $(FIT_ARGS)
 
-cv: $(DATA_READY) ## k-fold CV over every labelled image (FOLDS=5, MINUTES= per fold or BUDGET= in all, FOLDS_FROM=) -> runs/cv-<arch>-<time>/
-	$(KIP) cv $(FIT_ARGS) --folds $(FOLDS) $(if $(BUDGET),--budget $(BUDGET)) $(if $(FOLDS_FROM),--folds-from '$(FOLDS_FROM)')
+cv: $(DATA_READY) ## k-fold CV over every labelled image (FOLDS=5, MINUTES= per fold or BUDGET= in all, FOLDS_FROM=, SCHEDULER=, WORKERS=) -> runs/cv-<arch>-<time>/
+	$(KIP) cv $(FIT_ARGS) --folds $(FOLDS) $(if $(BUDGET),--budget $(BUDGET)) $(if $(FOLDS_FROM),--folds-from '$(FOLDS_FROM)') $(CLUSTER_ARGS)
 
-compete: $(DATA_READY) ## MINUTES=120: plan the budget, CV per architecture, blend by out-of-fold, TTA, submission; resumable
+compete: $(DATA_READY) ## MINUTES=120: plan the budget, CV per architecture, blend by out-of-fold, TTA, submission; resumable (SCHEDULER=, WORKERS=)
 	$(if $(MINUTES),,$(error give the budget: make compete MINUTES=120))
-	$(KIP) compete --competition $(COMPETITION) --minutes $(MINUTES) $(foreach s,$(SET),--set $(s))
+	$(KIP) compete --competition $(COMPETITION) --minutes $(MINUTES) $(foreach s,$(SET),--set $(s)) $(CLUSTER_ARGS)
 
 refit: $(INSTALLED) ## RUN=<run or cv folder>: its settings trained on every labelled image, for the epochs it found -> submission -refit
 	$(if $(RUN),,$(error give RUN=<run or cv folder>, for example RUN=runs/cv-cnn-20261125-120000))
@@ -126,7 +130,10 @@ check-submission: $(INSTALLED) ## refuse a submission CSV (FILE=, default the ne
 submissions: $(INSTALLED) ## list local submission files with their validation scores, newest first
 	$(KIP) submissions
 
-bench: bench-load bench-train bench-tune ## every benchmark: loading, training throughput, tuning with and without pruning
+bench-scale: $(INSTALLED) ## folds/hour of a 4-fold CV on 1 and 2 local Dask workers of 1 thread and 1 of 2; N machines projected (EPOCHS=)
+	$(BIN)/python -m pipelines.bench_scale $(if $(EPOCHS),--epochs $(EPOCHS))
+
+bench: bench-load bench-train bench-tune bench-scale ## every benchmark: loading, training throughput, tuning with and without pruning, scaling
 
 BENCH_ARCHS ?= cnn resnet10
 

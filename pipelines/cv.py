@@ -6,6 +6,12 @@ TTA choice, with labels and folds), ``test_predictions.npz`` (the folds' mean), 
 ``metrics.json`` (written last: OOF accuracy, macro F1 and log loss under the TTA chosen on OOF, per-fold scores,
 mean and standard deviation) and plots. A killed CV rerun with the same settings continues at the first unfinished
 fold (a killed fold resumes from its last epoch); a finished fold is never trained again.
+
+On a Dask cluster (``SCHEDULER=`` or ``WORKERS=N``, see ``pipelines.cluster``) each unfinished fold is a task: the
+pool's arrays go to the workers once, each fold trains in a temporary folder on its worker, and its files come back
+and are written here as ``fold-<k>/``, so the CV folder is the same as a local run's and ``combine`` reads it alike.
+A fold lost with its worker runs again elsewhere from its start; a killed client's rerun sends only the folds that
+had not come back.
 """
 from __future__ import annotations
 
@@ -16,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from competition import settings
@@ -25,42 +30,20 @@ from competition.fileio import write_json
 from competition.registry import load_competition
 from pipelines import plots, runs
 from pipelines.config import TrainConfig
-from pipelines.data import Dataset, load_dataset
-from pipelines.evaluate import best_tta, tta_probabilities
+from pipelines.data import load_dataset
+from pipelines.evaluate import best_tta
+from pipelines.fold import fit_fold, fold_done, remote_fold, write_fold
 from pipelines.folds import Pool, assign_folds, labelled_pool, read_folds, write_folds
 from pipelines.inference import TTA_CHOICES
 from pipelines.metrics import scores
-from pipelines.normalize import Standardizer
 from pipelines.probabilities import Probabilities, read_probabilities, write_probabilities
-from pipelines.train import check_config, train
+from pipelines.train import check_config
 
 
 @dataclass
 class CVResult:
     cv_dir: Path
     metrics: dict
-
-
-def fit_fold(config: TrainConfig, pool: Pool, fold_of: np.ndarray, fold: int, run_dir: Path) -> dict:
-    """Train fold ``fold`` (its images held out) in ``run_dir``, predict the test split under every TTA choice into
-    ``test_predictions.npz`` beside it; return the fold's metrics. Needs nothing but its arguments, so it can run
-    on another process or machine."""
-    held = np.flatnonzero(fold_of == fold)
-    dataset = Dataset(train=pool.part(np.flatnonzero(fold_of != fold)), val=pool.part(held), test=pool.test,
-                      classes=pool.classes)
-    result = train(config.update(tta="auto"), dataset=dataset, run_dir=run_dir)
-    if pool.test is not None:
-        model = keras.models.load_model(run_dir / "model.keras", compile=False)
-        probabilities = tta_probabilities(model, pool.test.images, Standardizer.load(run_dir / "normalization.npz"),
-                                          tuple(TTA_CHOICES))
-        write_probabilities(run_dir / "test_predictions.npz",
-                            Probabilities(pool.test.ids, probabilities, classes=pool.classes))
-        keras.backend.clear_session()
-    return result.metrics
-
-
-def fold_done(fold_dir: Path, has_test: bool) -> bool:
-    return runs.read_metrics(fold_dir) is not None and (not has_test or (fold_dir / "test_predictions.npz").exists())
 
 
 def unfinished_cv(settings_: dict) -> Path | None:
@@ -76,9 +59,13 @@ def unfinished_cv(settings_: dict) -> Path | None:
 
 
 def run_cv(config: TrainConfig, folds: int = 5, folds_from: Path | None = None, progress: bool = True,
-           on_fold: Callable[[str], None] = print) -> CVResult:
-    """Cross-validate ``config`` over every labelled image (``config.minutes`` is the budget of each fold)."""
+           on_fold: Callable[[str], None] = print, client=None) -> CVResult:
+    """Cross-validate ``config`` over every labelled image (``config.minutes`` is the budget of each fold); the
+    folds run one after another here, or side by side on the Dask cluster of ``client``
+    (``pipelines.cluster.open_client``)."""
     check_config(config)
+    if client is not None:
+        remote_problems(config)
     competition = load_competition(config.competition)
     pool = labelled_pool(load_dataset(competition, seed=config.seed, progress=progress))
     fold_of = read_folds(Path(folds_from) / "folds.csv", pool) if folds_from else assign_folds(pool, folds, config.seed)
@@ -92,19 +79,65 @@ def run_cv(config: TrainConfig, folds: int = 5, folds_from: Path | None = None, 
     with lock:
         write_json(cv_dir / "config.json", described)
         write_folds(cv_dir / "folds.csv", pool, fold_of)
+        pending = []
         for fold in range(folds):
-            fold_dir = cv_dir / f"fold-{fold + 1}"
-            if fold_done(fold_dir, pool.test is not None):
+            if fold_done(cv_dir / f"fold-{fold + 1}", pool.test is not None):
                 on_fold(f"cv: fold {fold + 1}/{folds} already finished")
-                continue
-            on_fold(f"cv: fold {fold + 1}/{folds}: {int(np.sum(fold_of != fold))} train, "
-                    f"{int(np.sum(fold_of == fold))} held out")
-            started = time.time()
-            metrics = fit_fold(config, pool, fold_of, fold, fold_dir)
-            on_fold(f"cv: fold {fold + 1}/{folds}: val_accuracy={metrics['val_accuracy']:.4f} "
-                    f"({metrics['epochs_run']} epochs, {time.time() - started:.0f} s)")
+            else:
+                pending.append(fold)
+        if client is None:
+            for fold in pending:
+                on_fold(f"cv: fold {fold + 1}/{folds}: {int(np.sum(fold_of != fold))} train, "
+                        f"{int(np.sum(fold_of == fold))} held out")
+                started = time.time()
+                metrics = fit_fold(config, pool, fold_of, fold, cv_dir / f"fold-{fold + 1}", competition.slug)
+                on_fold(f"cv: fold {fold + 1}/{folds}: val_accuracy={metrics['val_accuracy']:.4f} "
+                        f"({metrics['epochs_run']} epochs, {time.time() - started:.0f} s)")
+        else:
+            run_remote_folds(client, config, competition.slug, pool, fold_of, pending, cv_dir, on_fold)
         metrics = combine(cv_dir, pool, fold_of)
     return CVResult(cv_dir, metrics)
+
+
+def remote_problems(config: TrainConfig) -> None:
+    """Settings that name a file on this machine, which a worker elsewhere cannot read: refused before any work."""
+    named = [f"{name}={getattr(config, name)}" for name in ("pseudo_labels", "weights") if getattr(config, name)]
+    if named:
+        raise PipelineError(f"{', '.join(named)}: a file on this machine, which the cluster's workers cannot read; "
+                            f"run this CV in this process (leave SCHEDULER= out, WORKERS=1)")
+
+
+def run_remote_folds(client, config: TrainConfig, slug: str, pool: Pool, fold_of: np.ndarray, pending: list[int],
+                     cv_dir: Path, say: Callable[[str], None] = print) -> dict:
+    """Each fold of ``pending`` as a task on the cluster, the pool's arrays sent to the workers once (again only if
+    every worker that held them died); each fold's files written into ``fold-<k>/`` as it comes back, once.
+    Returns what the sending cost (seconds, bytes), for the benchmark."""
+    from pipelines import cluster
+    from pipelines.cluster_worker import RESOURCE
+
+    folds, pending = int(fold_of.max()) + 1, list(pending)
+    sent = {"seconds": 0.0, "times": 0,
+            "bytes": pool.images.nbytes + (pool.test.images.nbytes if pool.test is not None else 0)}
+    while pending:
+        cluster.wait_for_workers(client, say)
+        started = time.perf_counter()
+        data = client.scatter(pool, broadcast=True, hash=False)
+        sent.update(seconds=sent["seconds"] + time.perf_counter() - started, times=sent["times"] + 1)
+        which = {client.submit(remote_fold, config, slug, data, fold_of, fold, retries=2, pure=False,
+                               resources={RESOURCE: 1}, key=f"fold-{fold + 1}-{cv_dir.name}-{time.time_ns()}"): fold
+                 for fold in pending}
+        say(f"cv: folds {', '.join(str(k + 1) for k in pending)} of {folds} sent to the cluster")
+        labels = {future: f"fold {fold + 1}/{folds}" for future, fold in which.items()}
+        for future, files in cluster.completed(client, labels, say):
+            fold = which[future]
+            write_fold(cv_dir / f"fold-{fold + 1}", files)
+            pending.remove(fold)
+            metrics = runs.read_metrics(cv_dir / f"fold-{fold + 1}")
+            say(f"cv: fold {fold + 1}/{folds}: val_accuracy={metrics['val_accuracy']:.4f} "
+                f"({metrics['epochs_run']} epochs, {metrics['train_seconds']:.0f} s of training)")
+        if pending:
+            say(f"cv: the cluster lost the data of folds {', '.join(str(k + 1) for k in pending)}; sending it again")
+    return sent
 
 
 def _new_cv_dir(arch: str) -> Path:

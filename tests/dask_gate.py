@@ -1,0 +1,36 @@
+"""A ``dask worker --preload`` for tests: each fold a worker starts leaves ``start-<n>-<pid>`` in ``$KIP_TEST_GATE``
+(n counts the starts of every worker), and the n-th start on from ``$KIP_TEST_GATE_FROM`` waits at the gate until
+the test creates ``go`` there: a test can kill a worker while it is inside a fold, and know which one."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def claim_start(gate: Path) -> int:
+    n = 1
+    while True:
+        try:
+            fd = os.open(gate / f"n-{n}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            n += 1
+            continue
+        os.close(fd)
+        (gate / f"start-{n}-{os.getpid()}").touch()
+        return n
+
+
+def dask_setup(worker) -> None:
+    import pipelines.fold as fold_module
+
+    gate, first = Path(os.environ["KIP_TEST_GATE"]), int(os.environ.get("KIP_TEST_GATE_FROM", "1"))
+    real = fold_module.fit_fold
+
+    def gated(*args, **kwargs):
+        if claim_start(gate) >= first:
+            while not (gate / "go").exists():
+                time.sleep(0.05)
+        return real(*args, **kwargs)
+
+    fold_module.fit_fold = gated
