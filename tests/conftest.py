@@ -126,3 +126,38 @@ def ticking(clock: FakeClock, seconds_per_batch):
             clock.advance(seconds_per_batch(self.epoch))
 
     return Tick()
+
+
+@pytest.fixture(scope="session")
+def tiny_cvs(tmp_path_factory):
+    """One project home shared by the tests that only read CVs: the tiny competition with a 2-fold cnn CV and a
+    resnet10 CV over the same folds (trained once per test session). Returns (home, cnn CV, resnet10 CV)."""
+    from pipelines.config import TrainConfig
+    from pipelines.cv import run_cv
+
+    root = tmp_path_factory.mktemp("cv-home")
+    write_competition(root)
+    saved, cwd = os.environ.get("KIP_HOME"), os.getcwd()
+    os.environ["KIP_HOME"] = str(root)
+    os.chdir(root)
+    try:
+        quick = dict(epochs=1, batch_size=8, minutes=0, verbose=0)
+        first = run_cv(TrainConfig(competition="tiny", **quick), folds=2, progress=False, on_fold=lambda line: None)
+        second = run_cv(TrainConfig(competition="tiny", arch="resnet10", **quick), folds=2,
+                        folds_from=first.cv_dir, progress=False, on_fold=lambda line: None)
+    finally:
+        os.chdir(cwd)
+        if saved is None:
+            os.environ.pop("KIP_HOME", None)
+        else:
+            os.environ["KIP_HOME"] = saved
+    return root, first, second
+
+
+@pytest.fixture
+def cv_home(tiny_cvs, monkeypatch):
+    """The shared CV home as the current project home."""
+    root, first, second = tiny_cvs
+    monkeypatch.setenv("KIP_HOME", str(root))
+    monkeypatch.chdir(root)
+    return root, first, second

@@ -5,10 +5,6 @@ import pytest
 
 from competition.errors import PipelineError
 from pipelines.blend import blend, greedy_selection
-from pipelines.config import TrainConfig
-from pipelines.cv import run_cv
-
-QUICK = dict(epochs=1, batch_size=8, minutes=0, verbose=0)
 
 
 def test_greedy_selection_leaves_out_a_bad_member_and_is_at_least_the_best_one():
@@ -28,14 +24,12 @@ def test_greedy_selection_leaves_out_a_bad_member_and_is_at_least_the_best_one()
 
 
 @pytest.fixture
-def two_cvs(tiny, home):
-    first = run_cv(TrainConfig(competition=tiny, **QUICK), folds=2, progress=False, on_fold=lambda line: None)
-    second = run_cv(TrainConfig(competition=tiny, arch="resnet10", **QUICK), folds=2, folds_from=first.cv_dir,
-                    progress=False, on_fold=lambda line: None)
+def two_cvs(cv_home):
+    _, first, second = cv_home
     return first.cv_dir, second.cv_dir
 
 
-def test_blending_two_cvs_of_the_same_folds_writes_weights_scores_and_predictions(two_cvs, home):
+def test_blending_two_cvs_of_the_same_folds_writes_weights_scores_and_predictions(two_cvs):
     result = blend(list(two_cvs))
     metrics = json.loads((result.blend_dir / "metrics.json").read_text())
     assert set(metrics["weights"]) == {p.name for p in two_cvs} and sum(metrics["weights"].values()) == 1
@@ -43,10 +37,10 @@ def test_blending_two_cvs_of_the_same_folds_writes_weights_scores_and_prediction
     assert (result.blend_dir / "oof_predictions.npz").exists() and (result.blend_dir / "test_predictions.npz").exists()
 
 
-def test_members_of_different_folds_or_one_member_are_refused(two_cvs, tiny, home):
-    other = run_cv(TrainConfig(competition=tiny, seed=3, **QUICK), folds=3, progress=False, on_fold=lambda line: None)
+def test_members_of_different_folds_or_one_member_are_refused(two_cvs, cv_home):
+    home = cv_home[0]
     with pytest.raises(PipelineError, match="was scored on other images|blend members of one CV"):
-        blend([two_cvs[0], other.cv_dir / "fold-1"])
+        blend([two_cvs[0], two_cvs[0] / "fold-1"])  # a fold's run was scored on its held-out half only
     with pytest.raises(PipelineError, match=r"blend: 1 member given"):
         blend([two_cvs[0]])
     with pytest.raises(PipelineError, match="not a run folder"):

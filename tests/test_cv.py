@@ -13,8 +13,8 @@ from pipelines.probabilities import read_probabilities
 QUICK = dict(epochs=1, batch_size=8, minutes=0, verbose=0)
 
 
-def test_a_cv_folder_holds_folds_out_of_fold_and_test_predictions(tiny, home):
-    result = run_cv(TrainConfig(competition=tiny, **QUICK), folds=2, progress=False, on_fold=lambda line: None)
+def test_a_cv_folder_holds_folds_out_of_fold_and_test_predictions(cv_home):
+    home, result, _ = cv_home
     cv = result.cv_dir
     assert cv.parent == home / "runs" and cv.name.startswith("cv-cnn-")
     folds = pd.read_csv(cv / "folds.csv", dtype={"id": str})
@@ -35,6 +35,7 @@ def test_a_cv_folder_holds_folds_out_of_fold_and_test_predictions(tiny, home):
     assert metrics["oof_accuracy"] == pytest.approx(np.mean(oof.get(metrics["tta"]).argmax(1) == oof.labels))
     assert (cv / "oof_confusion_matrix.png").exists() and (cv / "learning_curves.png").exists()
     assert not (home / "runs" / "latest-tiny.txt").exists()  # a fold is not a run for `make predict`
+    assert json.loads((cv / "config.json").read_text())["cv"]["labelled"] == 48
 
 
 class KillAtFold2(keras.callbacks.Callback):
@@ -73,12 +74,12 @@ def test_a_class_with_fewer_images_than_folds_is_refused_before_any_training(tin
     assert not (home / "runs").exists()
 
 
-def test_predict_with_a_cv_folder_uses_the_fold_average_and_records_the_cv_score(tiny, home, capsys):
+def test_predict_with_a_cv_folder_uses_the_fold_average_and_records_the_cv_score(cv_home, capsys):
     from kip import main
 
-    result = run_cv(TrainConfig(competition=tiny, **QUICK), folds=2, progress=False, on_fold=lambda line: None)
-    assert main(["predict", "--competition", tiny, "--runs", str(result.cv_dir)]) == 0
-    written = sorted((home / "submissions").glob("cv-cnn-*.csv"))[0]
+    home, result, _ = cv_home
+    assert main(["predict", "--competition", "tiny", "--runs", str(result.cv_dir)]) == 0
+    written = sorted((home / "submissions").glob(f"{result.cv_dir.name}-*.csv"))[-1]
     side = json.loads(written.with_suffix(".json").read_text())
     assert side["scores"]["val_accuracy"] == pytest.approx(result.metrics["oof_accuracy"])
     assert side["scored_by"] == ["out-of-fold (CV)"]

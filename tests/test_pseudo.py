@@ -6,8 +6,9 @@ from pipelines.config import TrainConfig
 from pipelines.train import train
 
 
-def test_confident_test_predictions_are_added_with_their_labels_and_counted(tiny, home):
-    source = train(TrainConfig(competition=tiny, epochs=1, batch_size=8, minutes=0, verbose=0)).run_dir
+def test_confident_test_predictions_are_added_with_their_labels_and_counted(cv_home):
+    source = cv_home[1].cv_dir  # a CV's averaged test predictions
+    tiny = "tiny"
     result = train(TrainConfig(competition=tiny, epochs=1, batch_size=8, minutes=0, verbose=0,
                                pseudo_labels=str(source), pseudo_threshold=0.01))
     config = json.loads((result.run_dir / "config.json").read_text())
