@@ -6,10 +6,12 @@ GIC-like images (100 classes, 64x64, 15000 labelled and 5000 test images). It ru
 1 worker of 1 thread, 2 workers of 1 thread each, 1 worker of 2 threads. Each is timed from sending the arrays to
 the last fold written (a worker's first fold includes starting TensorFlow, as on a real cluster). Then a projection
 for N machines, each one worker: a CV of F folds takes ``N x send + ceil(F / N) x fold`` seconds, with ``send`` the
-measured time to send the arrays to one worker and ``fold`` the measured wall time per fold of the worker that has
-all of this machine's cores. Figures go to stdout and ``reports/bench-scale/``.
+measured time to send the arrays to one worker and ``fold`` the measured wall time per fold (sending excluded) of
+the last setting (by default the worker that has all of this machine's cores). Figures go to stdout and
+``reports/bench-scale/``. A reduced run (to try it, not to measure): fewer, smaller images and settings.
 
-    python -m pipelines.bench_scale [--folds 4] [--epochs 2] [--classes 100 --per-class 150 --test 5000 --size 64]
+    python -m pipelines.bench_scale [--folds 4] [--epochs 2] [--settings 1x1,2x1,1x2] [--labelled N] [--generated]
+                                    [--classes 100 --per-class 150 --test 5000 --size 64]
 """
 from __future__ import annotations
 
@@ -58,6 +60,13 @@ def generated_pool(classes: int, per_class: int, test: int, size: int, seed: int
                 test=SplitData([f"test-{i:05d}.png" for i in range(test)], images(test_labels)))
 
 
+def subset(pool: Pool, n: int, seed: int) -> Pool:
+    """A random ``n`` of the pool's labelled images (the test split kept)."""
+    keep = np.sort(np.random.default_rng(seed).permutation(len(pool))[:n])
+    return Pool(ids=[pool.ids[i] for i in keep], images=pool.images[keep], labels=pool.labels[keep],
+                splits=[pool.splits[i] for i in keep], classes=pool.classes, test=pool.test)
+
+
 def gic_pool(seed: int) -> Pool | None:
     if not (settings.raw_dir(GIC) / "train.csv").exists():
         return None
@@ -93,7 +102,8 @@ def measure(name: str, pool: Pool, fold_of: np.ndarray, config, slug: str) -> di
 
 def projection(one_machine: dict, folds: int) -> list[dict]:
     """Folds per hour on N machines like this one (one worker each, all its cores) from its measured costs."""
-    fold, send = one_machine["wall_seconds"] / one_machine["folds"], one_machine["send_seconds"]
+    send = one_machine["send_seconds"]
+    fold = (one_machine["wall_seconds"] - send) / one_machine["folds"]
     rows = []
     for n in MACHINES:
         row = {"machines": n}
@@ -133,20 +143,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-class", type=int, default=150, help="generated labelled images per class")
     parser.add_argument("--test", type=int, default=5000, help="generated test images")
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--labelled", type=int, default=None, help="a random subset of this many labelled images")
+    parser.add_argument("--generated", action="store_true", help="generated images even when GIC is here")
+    parser.add_argument("--settings", default=",".join(SETTINGS), help="workers x threads, comma-separated")
     args = parser.parse_args(argv)
 
     from pipelines.config import TrainConfig
 
-    pool = gic_pool(settings.SEED)
+    pool = None if args.generated else gic_pool(settings.SEED)
     source = f"GIC, {len(pool)} labelled images" if pool else (
         f"generated GIC-like images, {args.classes} classes x {args.per_class}, {args.test} test, "
         f"{args.size}x{args.size}")
     pool = pool or generated_pool(args.classes, args.per_class, args.test, args.size, settings.SEED)
+    if args.labelled and args.labelled < len(pool):
+        pool = subset(pool, args.labelled, settings.SEED)
+        source += f", a random {args.labelled} of them"
     fold_of = assign_folds(pool, args.folds, settings.SEED)
     config = TrainConfig(competition="bench-scale", arch="cnn", epochs=args.epochs, minutes=0, verbose=0)
-    print(f"bench-scale: {source}; {args.folds} folds x {args.epochs} epoch(s); settings {', '.join(SETTINGS)} "
+    names = [name.strip() for name in args.settings.split(",") if name.strip()]
+    print(f"bench-scale: {source}; {args.folds} folds x {args.epochs} epoch(s); settings {', '.join(names)} "
           f"(workers x threads)", flush=True)
-    results = [measure(name, pool, fold_of, config, "bench-scale") for name in SETTINGS]
+    results = [measure(name, pool, fold_of, config, "bench-scale") for name in names]
     projected = projection(results[-1], args.folds)
     text = report(results, projected, source, args)
     print("\n" + text)

@@ -37,7 +37,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``--scheduler`` and ``--workers``: where the folds run (``pipelines.cluster``)."""
     parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
-                        help="a Dask scheduler whose workers run the folds (default: $DASK_SCHEDULER_ADDRESS, else none)")
+                        help="a Dask scheduler whose workers run the folds or trials (default: "
+                             "$DASK_SCHEDULER_ADDRESS, else none)")
     parser.add_argument("--workers", type=int, default=1,
                         help="without a scheduler: 1 trains in this process, N > 1 on a local Dask cluster of N "
                              "worker processes")

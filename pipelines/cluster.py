@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from uuid import uuid4
 
 from competition.errors import PipelineError, first_line
 
@@ -100,6 +101,14 @@ def check_versions(client, expected: str | None = None) -> None:
                                 f"same version on every worker and restart it")
 
 
+def refuse_local_files(config) -> None:
+    """Settings that name a file on this machine, which a worker elsewhere cannot read: refused before any work."""
+    named = [f"{name}={getattr(config, name)}" for name in ("pseudo_labels", "weights") if getattr(config, name)]
+    if named:
+        raise PipelineError(f"{', '.join(named)}: a file on this machine, which the cluster's workers cannot read; "
+                            f"run this in this process (leave SCHEDULER= out, WORKERS=1)")
+
+
 def capable_workers(client) -> int:
     """The workers that can take our tasks (those with the client's version of the package)."""
     from pipelines.cluster_worker import RESOURCE
@@ -113,53 +122,85 @@ def slots(client) -> int:
     return 1 if client is None else max(capable_workers(client), 1)
 
 
-def wait_for_workers(client, say: Callable[[str], None]) -> None:
-    """Return once a worker can take our tasks; say so while none can, fail after ``NO_WORKER_SECONDS``."""
-    alone_since = None
-    while capable_workers(client) == 0:
-        alone_since = _still_alone(client, alone_since, say)
-        time.sleep(POLL_SECONDS)
+class Dispatch:
+    """Tasks ``function(data, *args)`` on the cluster, ``data`` (the arrays) sent to the workers once and again only
+    when every worker that held it died; each task needs a worker with the client's version (``kip`` resource).
 
+    ``results`` yields each task's result as it finishes. A task lost with its worker runs again on another
+    (Dask's rescheduling; ``retries`` for errors); one cancelled because its data was lost is sent again with the
+    data. While no worker can take the work it says so and waits ``NO_WORKER_SECONDS``, then fails in one line.
+    """
 
-def _still_alone(client, since: float | None, say: Callable[[str], None]) -> float:
-    now = time.monotonic()
-    if since is None:
-        say(f"cluster: no worker can take the work; waiting up to {NO_WORKER_SECONDS:.0f} s for one to join "
-            f"(what finished is saved)")
-        return now
-    if now - since > NO_WORKER_SECONDS:
-        address = client.scheduler.address
-        raise PipelineError(f"{address}: no worker for {NO_WORKER_SECONDS:.0f} s; what finished is saved: start "
-                            f"`dask worker {address}` and run the same command again to continue")
-    return since
+    def __init__(self, client, function: Callable, data, say: Callable[[str], None] = print):
+        self.client, self.function, self.value, self.say = client, function, data, say
+        self.data = None
+        self.tasks: dict = {}  # future -> (name, args)
+        self.sent = {"seconds": 0.0, "times": 0}
+        self.alone_since: float | None = None
 
+    def submit(self, name: str, *args) -> None:
+        from pipelines.cluster_worker import RESOURCE
 
-def completed(client, futures: dict, say: Callable[[str], None]) -> Iterator[tuple[object, object]]:
-    """Yield ``(future, result)`` as each of ``futures`` finishes. Stop early when one is cancelled (the data it
-    needs was lost with every worker that held it): the caller sends the data again and resubmits the rest. A
-    task's own error is raised; a task whose workers kept dying is one line."""
-    from distributed import wait
-    from distributed.scheduler import KilledWorker
-    from distributed.utils import CancelledError
+        if self.data is None or self.data.cancelled():
+            self._send()
+        future = self.client.submit(self.function, self.data, *args, key=f"{name.replace(' ', '-')}-{uuid4().hex}",
+                                    retries=2, pure=False, resources={RESOURCE: 1})
+        self.tasks[future] = (name, args)
 
-    left, alone_since = set(futures), None
-    while left:
-        try:
-            done, left = wait(left, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
-        except TimeoutError:
-            if capable_workers(client) == 0:
-                alone_since = _still_alone(client, alone_since, say)
-            elif alone_since is not None:
-                say(f"cluster: {capable_workers(client)} worker(s) again")
-                alone_since = None
-            continue
-        except CancelledError:  # the rest is sent again by the caller
-            done, left = {f for f in left if f.done()}, set()
-        for future in done:
-            if future.cancelled():
-                continue
+    def _send(self) -> None:
+        while capable_workers(self.client) == 0:
+            self._alone()
+            time.sleep(POLL_SECONDS)
+        self._check_workers()
+        started = time.perf_counter()
+        self.data = self.client.scatter(self.value, broadcast=True, hash=False)
+        self.sent.update(seconds=self.sent["seconds"] + time.perf_counter() - started, times=self.sent["times"] + 1)
+
+    def results(self, tick: Callable[[], None] | None = None) -> Iterator[tuple[str, tuple, object]]:
+        """``(name, args, result)`` of each task as it finishes; the caller may submit more meanwhile. ``tick`` runs
+        at least every ``POLL_SECONDS`` (a heartbeat). A task's own error is raised; a task whose workers kept
+        dying is one line."""
+        from distributed import wait
+        from distributed.scheduler import KilledWorker
+        from distributed.utils import CancelledError
+
+        while self.tasks:
+            if tick is not None:
+                tick()
             try:
-                yield future, future.result()
-            except KilledWorker as err:
-                raise PipelineError(f"{futures[future]}: every worker that ran it died ({first_line(err)}); what "
-                                    f"finished is saved: run the same command again to continue") from None
+                done, _ = wait(list(self.tasks), timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                self._check_workers()
+                continue
+            except CancelledError:
+                done = [future for future in self.tasks if future.done()]
+            for future in done:
+                name, args = self.tasks.pop(future)
+                if future.cancelled():
+                    self.say(f"cluster: {name}: its data was lost with every worker that held it; sending it again")
+                    self.submit(name, *args)
+                    continue
+                try:
+                    result = future.result()
+                except KilledWorker as err:
+                    raise PipelineError(f"{name}: every worker that ran it died ({first_line(err)}); what finished "
+                                        f"is saved: run the same command again to continue") from None
+                yield name, args, result
+
+    def _check_workers(self) -> None:
+        if capable_workers(self.client) == 0:
+            self._alone()
+        elif self.alone_since is not None:
+            self.say(f"cluster: {capable_workers(self.client)} worker(s) again")
+            self.alone_since = None
+
+    def _alone(self) -> None:
+        now = time.monotonic()
+        if self.alone_since is None:
+            self.say(f"cluster: no worker can take the work; waiting up to {NO_WORKER_SECONDS:.0f} s for one to "
+                     f"join (what finished is saved)")
+            self.alone_since = now
+        elif now - self.alone_since > NO_WORKER_SECONDS:
+            address = self.client.scheduler.address
+            raise PipelineError(f"{address}: no worker for {NO_WORKER_SECONDS:.0f} s; what finished is saved: start "
+                                f"`dask worker {address}` and run the same command again to continue")

@@ -38,15 +38,17 @@ class KipWorker(WorkerPlugin):
             logger.error("kip: this worker has %s %s, the client %s: it takes none of the client's work; install "
                          "the client's version and restart it", PACKAGE, found or "(not installed)", self.version)
             return
+        use_worker_threads(worker)  # TensorFlow loaded (quietly) and its threads set before the first task
         await worker.set_resources(**{RESOURCE: 1})
 
 
-def use_worker_threads() -> int:
+def use_worker_threads(worker=None) -> int:
     """TensorFlow on the threads this worker was started with (``--nthreads``), set before it runs anything in this
-    process; a later task finds it set already."""
-    import tensorflow as tf
+    process; a later call finds it set already."""
+    from pipelines.quiet import import_tensorflow
 
-    threads = get_worker().state.nthreads
+    tf = import_tensorflow()
+    threads = (worker or get_worker()).state.nthreads
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)

@@ -29,6 +29,7 @@ from competition.errors import PipelineError
 from competition.fileio import write_json
 from competition.registry import load_competition
 from pipelines import plots, runs
+from pipelines.cluster import refuse_local_files
 from pipelines.config import TrainConfig
 from pipelines.data import load_dataset
 from pipelines.evaluate import best_tta
@@ -65,7 +66,7 @@ def run_cv(config: TrainConfig, folds: int = 5, folds_from: Path | None = None, 
     (``pipelines.cluster.open_client``)."""
     check_config(config)
     if client is not None:
-        remote_problems(config)
+        refuse_local_files(config)
     competition = load_competition(config.competition)
     pool = labelled_pool(load_dataset(competition, seed=config.seed, progress=progress))
     fold_of = read_folds(Path(folds_from) / "folds.csv", pool) if folds_from else assign_folds(pool, folds, config.seed)
@@ -99,45 +100,25 @@ def run_cv(config: TrainConfig, folds: int = 5, folds_from: Path | None = None, 
     return CVResult(cv_dir, metrics)
 
 
-def remote_problems(config: TrainConfig) -> None:
-    """Settings that name a file on this machine, which a worker elsewhere cannot read: refused before any work."""
-    named = [f"{name}={getattr(config, name)}" for name in ("pseudo_labels", "weights") if getattr(config, name)]
-    if named:
-        raise PipelineError(f"{', '.join(named)}: a file on this machine, which the cluster's workers cannot read; "
-                            f"run this CV in this process (leave SCHEDULER= out, WORKERS=1)")
-
-
 def run_remote_folds(client, config: TrainConfig, slug: str, pool: Pool, fold_of: np.ndarray, pending: list[int],
                      cv_dir: Path, say: Callable[[str], None] = print) -> dict:
-    """Each fold of ``pending`` as a task on the cluster, the pool's arrays sent to the workers once (again only if
-    every worker that held them died); each fold's files written into ``fold-<k>/`` as it comes back, once.
-    Returns what the sending cost (seconds, bytes), for the benchmark."""
-    from pipelines import cluster
-    from pipelines.cluster_worker import RESOURCE
+    """Each fold of ``pending`` as a task on the cluster (``pipelines.cluster.Dispatch``: the pool's arrays sent to
+    the workers once); each fold's files written into ``fold-<k>/`` as it comes back, once. Returns what sending
+    the arrays cost (seconds, times, bytes), for the benchmark."""
+    from pipelines.cluster import Dispatch
 
-    folds, pending = int(fold_of.max()) + 1, list(pending)
-    sent = {"seconds": 0.0, "times": 0,
-            "bytes": pool.images.nbytes + (pool.test.images.nbytes if pool.test is not None else 0)}
-    while pending:
-        cluster.wait_for_workers(client, say)
-        started = time.perf_counter()
-        data = client.scatter(pool, broadcast=True, hash=False)
-        sent.update(seconds=sent["seconds"] + time.perf_counter() - started, times=sent["times"] + 1)
-        which = {client.submit(remote_fold, config, slug, data, fold_of, fold, retries=2, pure=False,
-                               resources={RESOURCE: 1}, key=f"fold-{fold + 1}-{cv_dir.name}-{time.time_ns()}"): fold
-                 for fold in pending}
+    folds = int(fold_of.max()) + 1
+    dispatch = Dispatch(client, remote_fold, pool, say)
+    for fold in pending:
+        dispatch.submit(f"fold {fold + 1}/{folds}", config, slug, fold_of, fold)
+    if pending:
         say(f"cv: folds {', '.join(str(k + 1) for k in pending)} of {folds} sent to the cluster")
-        labels = {future: f"fold {fold + 1}/{folds}" for future, fold in which.items()}
-        for future, files in cluster.completed(client, labels, say):
-            fold = which[future]
-            write_fold(cv_dir / f"fold-{fold + 1}", files)
-            pending.remove(fold)
-            metrics = runs.read_metrics(cv_dir / f"fold-{fold + 1}")
-            say(f"cv: fold {fold + 1}/{folds}: val_accuracy={metrics['val_accuracy']:.4f} "
-                f"({metrics['epochs_run']} epochs, {metrics['train_seconds']:.0f} s of training)")
-        if pending:
-            say(f"cv: the cluster lost the data of folds {', '.join(str(k + 1) for k in pending)}; sending it again")
-    return sent
+    for _, (*_, fold), files in dispatch.results():
+        fold_dir = write_fold(cv_dir / f"fold-{fold + 1}", files)
+        metrics = runs.read_metrics(fold_dir)
+        say(f"cv: fold {fold + 1}/{folds}: val_accuracy={metrics['val_accuracy']:.4f} "
+            f"({metrics['epochs_run']} epochs, {metrics['train_seconds']:.0f} s of training)")
+    return {**dispatch.sent, "bytes": pool.images.nbytes + (pool.test.images.nbytes if pool.test is not None else 0)}
 
 
 def _new_cv_dir(arch: str) -> Path:

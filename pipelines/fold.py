@@ -48,7 +48,7 @@ def fold_done(fold_dir: Path, has_test: bool) -> bool:
     return runs.read_metrics(fold_dir) is not None and (not has_test or (fold_dir / "test_predictions.npz").exists())
 
 
-def remote_fold(config: TrainConfig, slug: str, pool: Pool, fold_of: np.ndarray, fold: int) -> dict[str, bytes]:
+def remote_fold(pool: Pool, config: TrainConfig, slug: str, fold_of: np.ndarray, fold: int) -> dict[str, bytes]:
     """The task a Dask worker runs: the fold, on the worker's threads, in a temporary folder; its files by
     relative path (model, normalization, history, metrics, plan, predictions, plots, TensorBoard log)."""
     from pipelines.cluster_worker import use_worker_threads  # Dask: only on a worker
@@ -56,12 +56,18 @@ def remote_fold(config: TrainConfig, slug: str, pool: Pool, fold_of: np.ndarray,
     use_worker_threads()
     with tempfile.TemporaryDirectory(prefix="kip-fold-") as tmp:
         fit_fold(config, pool, fold_of, fold, Path(tmp), slug)
-        return {path.relative_to(tmp).as_posix(): path.read_bytes() for path in sorted(Path(tmp).rglob("*"))
-                if path.is_file() and not LEFT_BEHIND & set(path.relative_to(tmp).parts)}
+        return read_files(Path(tmp))
+
+
+def read_files(folder: Path) -> dict[str, bytes]:
+    """A finished run folder's files by relative path, without what only a killed run needs (lock, backup)."""
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*"))
+            if path.is_file() and not LEFT_BEHIND & set(path.relative_to(folder).parts)}
 
 
 def write_fold(fold_dir: Path, files: dict[str, bytes]) -> Path:
-    """A remote fold's files as ``fold_dir``, whole or not at all (it replaces what a killed local try left)."""
+    """A remote fold's (or trial's) files as ``fold_dir``, whole or not at all (it replaces what a killed local try
+    left)."""
     with atomic_dir(fold_dir) as tmp:
         for name, data in files.items():
             path = tmp / name
