@@ -4,7 +4,7 @@ A ``--folds``-fold CV of the cnn for a fixed number of epochs (so every setting 
 pool: the real GIC (``data/raw/gic-unibuc-dl-2023``, cached by ``make data``) when it is here, else generated
 GIC-like images (100 classes, 64x64, 15000 labelled and 5000 test images). It runs on three local clusters in turn:
 1 worker of 1 thread, 2 workers of 1 thread each, 1 worker of 2 threads. Each is timed from sending the arrays to
-the last fold written (a worker's first fold includes starting TensorFlow, as on a real cluster). Then a projection
+the last fold written (a worker loads TensorFlow when it joins, before the clock starts). Then a projection
 for N machines, each one worker: a CV of F folds takes ``N x send + ceil(F / N) x fold`` seconds, with ``send`` the
 measured time to send the arrays to one worker and ``fold`` the measured wall time per fold (sending excluded) of
 the last setting (by default the worker that has all of this machine's cores). Figures go to stdout and

@@ -90,7 +90,7 @@ def _run(search, client, dataset, say) -> None:
                     trial = study.ask()
                 asked += 1
                 trials[trial.number] = trial
-                beat([trial._trial_id], now=True)  # a killed client's trial is found stale from its first second
+                beat([trial._trial_id], now=True)  # from now on, a rerun finds it stale if this client dies
                 dispatch.submit(f"trial {trial.number}", search, remote, trial._trial_id)
                 say(f"tune: trial {trial.number} sent to the cluster")
             if not dispatch.tasks:
@@ -126,7 +126,8 @@ def _finish(study, trial, outcome: dict, folder: Path, slug: str, arch: str, say
     else:
         study.tell(trial, state=state)
     say(f"tune: trial {trial.number} {state.name.lower()}"
-        + (f": val_accuracy={outcome['value']:.4f}" if state == TrialState.COMPLETE else ""))
+        + (f": val_accuracy={outcome['value']:.4f}" if state == TrialState.COMPLETE else "")
+        + (f": {outcome['reason']}" if outcome.get("reason") else ""))
     if state == TrialState.COMPLETE and study.best_trial.number == trial.number:
         write_best_params(study, slug, arch)
     else:
@@ -189,16 +190,19 @@ def run_trial(dataset, search, storage, trial_id: int) -> dict:
     o = search.options
     study = optuna.load_study(study_name=search.name, storage=storage, pruner=make_pruner(o.pruner, search.max_epochs),
                               sampler=optuna.samplers.TPESampler(seed=search.config.seed + number, constant_liar=True))
+    # the scheduler's cache of an RDB study learns of trials others created only when it reads them: this trial
+    # was created by the client, and a fixed (enqueued) parameter is stored without the sampler reading anything
+    study.get_trials(deepcopy=False)
     trial = optuna.Trial(study, trial_id)
     with tempfile.TemporaryDirectory(prefix="kip-trial-") as tmp:
         objective = make_objective(search.config, search.space, dataset, Path(tmp), search.deadline)
-        value, state = None, TrialState.COMPLETE
+        value, state, reason = None, TrialState.COMPLETE, None
         try:
             value = objective(trial)
         except optuna.TrialPruned:
             state = TrialState.PRUNED
-        except Exception:  # the objective recorded why in the trial's fail_reason
-            state = TrialState.FAIL
+        except Exception as err:  # the objective recorded why in the trial's fail_reason too
+            state, reason = TrialState.FAIL, first_line(err)
         folder = Path(tmp) / f"trial-{number:04d}"
         files = read_files(folder) if folder.is_dir() else {}
-    return {"number": number, "state": state.name, "value": value, "files": files}
+    return {"number": number, "state": state.name, "value": value, "reason": reason, "files": files}
