@@ -5,20 +5,23 @@ import argparse
 
 from competition import settings
 from competition.registry import load_competition
-from pipelines.cli import add_stage, add_training_arguments, training_config
+from pipelines.cli import add_cluster_arguments, add_stage, add_training_arguments, training_config
 from pipelines.config import parse_settings
 from tuning.space import build_space
 from tuning.storage import compare_with_default, count_states
 
 
 def cmd_tune(args) -> None:
+    from pipelines.cluster import cluster_session
     from tuning.search import TuneOptions, best_params_path, tune  # TensorFlow
 
     config = training_config(argparse.Namespace(**{**vars(args), "tuned": "0"}))
     space = build_space(config.arch, args.space, fixed=parse_settings(args.set))
-    study = tune(config, space, TuneOptions(trials=args.trials or None, minutes=args.minutes, storage=args.storage,
-                                            study=args.study, pruner=args.pruner, heartbeat=args.heartbeat,
-                                            workers=args.workers))
+    with cluster_session(args.scheduler, args.workers):  # the trials' cluster, if any, reached before any work
+        study = tune(config, space, TuneOptions(trials=args.trials or None, minutes=args.minutes,
+                                                storage=args.storage, study=args.study, pruner=args.pruner,
+                                                heartbeat=args.heartbeat, workers=args.workers,
+                                                scheduler=args.scheduler))
     states = count_states(study)
     print(f"tune: study {study.study_name}: {sum(states.values())} trials ("
           + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + ")")
@@ -52,13 +55,13 @@ def register(sub) -> None:
     t.add_argument("--minutes", type=float, default=None, help="stop starting trials after this long")
     t.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite under tuning/)")
     t.add_argument("--study", default=None, help="study name (default: <slug>-<arch>)")
-    t.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     t.add_argument("--space", action="append", metavar="NAME=SPEC|FILE",
                    help="narrow or fix the search: lr=1e-4:1e-2, optimizer=adamw,sgd, epochs=10, or a TOML/JSON file")
     t.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"],
                    help="median (default): below the median of earlier trials at the same epoch, after 4 trials; "
                         "hyperband: successive halving at 1, 3, 9, ... epochs, from the second trial; none")
     t.add_argument("--heartbeat", type=int, default=30, help="seconds between trial heartbeats (RDB storages)")
+    add_cluster_arguments(t)
     r = add_stage(sub, "tune-report", cmd_tune_report, "plots and a top-trials table of a study -> reports/<slug>/")
     r.add_argument("--arch", default=settings.DEFAULT_ARCH)
     r.add_argument("--storage", default=None)

@@ -7,9 +7,7 @@ trials of a process that was killed.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-import multiprocessing
 import os
 import socket
 import time
@@ -26,6 +24,7 @@ from competition import settings
 from competition.errors import PipelineError, first_line
 from competition.registry import load_competition
 from pipelines.callbacks import Deadline
+from pipelines.cluster import scheduler_address
 from pipelines.config import TrainConfig
 from pipelines.data import load_dataset
 from pipelines.train import train
@@ -57,6 +56,7 @@ class TuneOptions:
     pruner: str = "median"
     heartbeat: int = HEARTBEAT_SECONDS
     workers: int = 1
+    scheduler: str | None = None  # a Dask scheduler's address: the trials run on its workers (tuning/cluster.py)
 
 
 @dataclass
@@ -145,15 +145,6 @@ def run_trials(search: Search, n_trials: int | None, dataset=None, seed_offset: 
     return study
 
 
-def _worker(search: Search, n_trials: int | None, index: int, threads: int) -> None:
-    """One worker process: its share of the CPU, its own data copy, its own sampler seed."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    run_trials(search, n_trials, seed_offset=1000 * index)
-
-
 def tune(config: TrainConfig, space: SearchSpace | None = None, options: TuneOptions | None = None, dataset=None,
          clock=time.time) -> optuna.Study:
     """Run ``options.trials`` more trials (in all, over ``options.workers`` processes) of the study for this
@@ -203,26 +194,13 @@ def _announce(search: Search, study: optuna.Study) -> None:
 
 
 def _run_workers(search: Search, dataset, clock) -> None:
-    """Run the trials in this process, or in ``workers`` spawned processes sharing the study."""
-    workers, n_trials = search.options.workers, search.options.trials
-    if workers == 1:
-        run_trials(search, n_trials, dataset=dataset, clock=clock)
+    """Run the trials in this process, or on a Dask cluster: ``workers`` local worker processes or a scheduler's."""
+    if search.options.workers > 1 or scheduler_address(search.options.scheduler):
+        from tuning.cluster import run_on_cluster  # Dask
+
+        run_on_cluster(search, dataset)
         return
-    shares = [None] * workers if n_trials is None else \
-        [n_trials // workers + (1 if i < n_trials % workers else 0) for i in range(workers)]
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    # one line per epoch, not interleaved bars
-    search = dataclasses.replace(search, config=search.config.update(verbose=min(search.config.verbose, 2) and 2))
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_worker, name=f"tune-worker-{i}", args=(search, share, i + 1, threads))
-                 for i, share in enumerate(shares) if share != 0]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join()
-    failed = [p.name for p in processes if p.exitcode != 0]
-    if failed:
-        print(f"tune: worker(s) {', '.join(failed)} exited abnormally; rerun to continue the study")
+    run_trials(search, search.options.trials, dataset=dataset, clock=clock)
 
 
 def best_params(trial: optuna.trial.FrozenTrial) -> dict:
