@@ -16,6 +16,7 @@ TRIALS      ?=
 MINUTES     ?=
 STORAGE     ?=
 WORKERS     ?= 1
+SCHEDULER   ?=
 SPACE       ?=
 PRUNER      ?= sha
 FIDELITY    ?=
@@ -50,11 +51,13 @@ TRAIN_ARGS   = --competition $(COMPETITION) --arch $(ARCH) $(if $(EPOCHS),--set 
 	$(if $(PSEUDO_THRESHOLD),--set pseudo_threshold=$(PSEUDO_THRESHOLD))
 # make train (and the implicit training behind make predict / make submit) honours MINUTES= and TUNED=
 FIT_ARGS     = $(TRAIN_ARGS) $(if $(MINUTES),--set minutes=$(MINUTES)) $(if $(TUNED),--tuned $(TUNED))
+# make cv, tune, compete: folds and trials on a Dask scheduler's workers, a local cluster of WORKERS=N processes, or here
+CLUSTER_ARGS = $(if $(SCHEDULER),--scheduler '$(SCHEDULER)') --workers $(WORKERS)
 PREDICT_ARGS = --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(TTA),--tta $(TTA)) $(if $(IMAGE),--image '$(IMAGE)') \
 	$(if $(SUBMISSION_HEADER),--submission-header '$(SUBMISSION_HEADER)')
 
 .PHONY: help venv demo data report train cv refit blend compete tune tune-report predict submit check-submission submissions lint format test test-fast \
-	clean clean-tuning bench bench-load bench-train bench-tune bench-tune-transfer bench-fidelity
+	clean clean-tuning bench bench-load bench-train bench-tune bench-scale bench-tune-transfer bench-fidelity
 
 help: ## list every target with a one-line description
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-18s %s\n", $$1, $$2}'
@@ -63,6 +66,7 @@ help: ## list every target with a one-line description
 	@echo "             benchmarks: FINAL_MINUTES= HOLDOUT= (bench-tune-transfer) RECIPES= FIDELITIES='a;b' (bench-fidelity)"
 	@echo "             RUNS= TTA= IMAGE= WEIGHTS= FILE= MESSAGE= TUNED=1|0 SUBMISSION_HEADER=id,label"
 	@echo "             FOLDS= BUDGET= FOLDS_FROM= RUN= PSEUDO_THRESHOLD= (with SET=pseudo_labels=<run or cv folder>)"
+	@echo "             SCHEDULER=tcp://host:8786 (make cv/tune/compete on a Dask cluster) or WORKERS=N (a local one)"
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -93,12 +97,12 @@ $(LATEST_RUN): $(DATA_READY)
 train: $(DATA_READY) ## train ARCH=cnn|resnet10|mobilenetv2 in MINUTES= (default 18; WEIGHTS=; TUNED=1|0) -> runs/<arch>-<time>/
 	$(KIP) train $(FIT_ARGS)
 
-cv: $(DATA_READY) ## k-fold CV over every labelled image (FOLDS=5, MINUTES= per fold or BUDGET= in all, FOLDS_FROM=) -> runs/cv-<arch>-<time>/
-	$(KIP) cv $(FIT_ARGS) --folds $(FOLDS) $(if $(BUDGET),--budget $(BUDGET)) $(if $(FOLDS_FROM),--folds-from '$(FOLDS_FROM)')
+cv: $(DATA_READY) ## k-fold CV over every labelled image (FOLDS=5, MINUTES= per fold or BUDGET= in all, FOLDS_FROM=, SCHEDULER=, WORKERS=) -> runs/cv-<arch>-<time>/
+	$(KIP) cv $(FIT_ARGS) --folds $(FOLDS) $(if $(BUDGET),--budget $(BUDGET)) $(if $(FOLDS_FROM),--folds-from '$(FOLDS_FROM)') $(CLUSTER_ARGS)
 
-compete: $(DATA_READY) ## MINUTES=120: plan the budget, CV per architecture, blend by out-of-fold, TTA, submission; resumable
+compete: $(DATA_READY) ## MINUTES=120: plan the budget, CV per architecture, blend by out-of-fold, TTA, submission; resumable (SCHEDULER=, WORKERS=)
 	$(if $(MINUTES),,$(error give the budget: make compete MINUTES=120))
-	$(KIP) compete --competition $(COMPETITION) --minutes $(MINUTES) $(foreach s,$(SET),--set $(s))
+	$(KIP) compete --competition $(COMPETITION) --minutes $(MINUTES) $(foreach s,$(SET),--set $(s)) $(CLUSTER_ARGS)
 
 refit: $(INSTALLED) ## RUN=<run or cv folder>: its settings trained on every labelled image, for the epochs it found -> submission -refit
 	$(if $(RUN),,$(error give RUN=<run or cv folder>, for example RUN=runs/cv-cnn-20261125-120000))
@@ -108,9 +112,9 @@ blend: $(INSTALLED) ## RUNS="a b ...": greedy ensemble weights chosen on out-of-
 	$(if $(RUNS),,$(error give RUNS="runA runB ..." (runs, CV or blend folders)))
 	$(KIP) blend --competition $(COMPETITION) --runs $(RUNS)
 
-tune: $(DATA_READY) ## Optuna search, resumable (TRIALS=, MINUTES= with the final check, FIDELITY=, CHECK=, WORKERS=, STORAGE=, SPACE=)
+tune: $(DATA_READY) ## Optuna search, resumable (TRIALS=, MINUTES= with the final check, FIDELITY=, CHECK=, WORKERS=, SCHEDULER=, STORAGE=, SPACE=)
 	$(KIP) tune $(TRAIN_ARGS) --trials $(or $(TRIALS),$(if $(MINUTES),0,10)) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(STORAGE),--storage '$(STORAGE)') \
-		--workers $(WORKERS) --pruner $(PRUNER) $(if $(STUDY),--study '$(STUDY)') $(foreach s,$(SPACE),--space '$(s)') \
+		$(CLUSTER_ARGS) --pruner $(PRUNER) $(if $(STUDY),--study '$(STUDY)') $(foreach s,$(SPACE),--space '$(s)') \
 		$(if $(FIDELITY),--fidelity '$(FIDELITY)') $(if $(CHECK),--check '$(CHECK)')
 
 tune-report: $(INSTALLED) ## the study's fidelity, final check, parameter importances, top trials and plots -> reports/<slug>/tune-*
@@ -151,9 +155,14 @@ check-submission: $(INSTALLED) ## refuse a submission CSV (FILE=, default the ne
 submissions: $(INSTALLED) ## list local submission files with their validation scores, newest first
 	$(KIP) submissions
 
-bench: bench-load bench-train bench-tune ## every benchmark: loading, training throughput, tuning with and without pruning
+bench-scale: $(INSTALLED) ## folds/hour of a 4-fold CV on 1 and 2 local Dask workers of 1 thread and 1 of 2; N machines projected (EPOCHS=, BENCH_SCALE_ARGS=)
+	$(BIN)/python -m pipelines.bench_scale $(if $(EPOCHS),--epochs $(EPOCHS)) $(BENCH_SCALE_ARGS)
+
+bench: bench-load bench-train bench-tune bench-scale ## every benchmark: loading, training throughput, tuning with and without pruning, scaling
 
 BENCH_ARCHS ?= cnn resnet10
+# a reduced bench-scale, to try it: BENCH_SCALE_ARGS="--generated --classes 10 --per-class 20 --test 50 --size 32"
+BENCH_SCALE_ARGS ?=
 
 bench-train: $(INSTALLED) ## training images/s: plain Keras fp32 vs ours vs PyTorch bf16 channels-last (BENCH_ARCHS=)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q '.[bench]' \

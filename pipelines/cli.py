@@ -34,6 +34,17 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     return parser
 
 
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--scheduler`` and ``--workers``: where the folds run (``pipelines.cluster``)."""
+    parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
+                        help="a Dask scheduler whose workers run the folds or trials (default: "
+                             "$DASK_SCHEDULER_ADDRESS, else none)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="without a scheduler: 1 trains in this process, N > 1 on a local Dask cluster of N "
+                             "worker processes")
+    return parser
+
+
 def cmd_data(args) -> None:
     """Raw files present (downloaded or built), then checked, decoded and cached as arrays."""
     from pipelines.prepare import prepare_data  # the kaggle client, skimage
@@ -78,12 +89,14 @@ def cmd_train(args) -> None:
 
 
 def cmd_cv(args) -> None:
+    from pipelines.cluster import cluster_session
     from pipelines.cv import run_cv  # TensorFlow
 
     config = training_config(args, args.budget / args.folds if args.budget else None)
-    print(f"cv: {args.folds} folds over every labelled image (train, and val when the competition labels one); "
-          f"{config.minutes:g} minutes per fold")
-    result = run_cv(config, folds=args.folds, folds_from=args.folds_from)
+    with cluster_session(args.scheduler, args.workers) as client:
+        print(f"cv: {args.folds} folds over every labelled image (train, and val when the competition labels one); "
+              f"{config.minutes:g} minutes per fold")
+        result = run_cv(config, folds=args.folds, folds_from=args.folds_from, client=client)
     m = result.metrics
     print(f"cv: {result.cv_dir}  oof_accuracy={m['oof_accuracy']:.4f}  oof_macro_f1={m['oof_macro_f1']:.4f}  "
           f"oof_log_loss={m['oof_log_loss']:.4f}  folds {m['fold_accuracy_mean']:.4f} +- {m['fold_accuracy_std']:.4f}"
@@ -104,3 +117,4 @@ def register(sub) -> None:
     cv.add_argument("--budget", type=float, default=None,
                     help="minutes for the whole CV (wins over minutes=, the budget of each fold)")
     cv.add_argument("--folds-from", default=None, help="a CV folder whose fold assignment to reuse")
+    add_cluster_arguments(cv)

@@ -6,6 +6,12 @@ TTA choice, with labels and folds), ``test_predictions.npz`` (the folds' mean), 
 ``metrics.json`` (written last: OOF accuracy, macro F1 and log loss under the TTA chosen on OOF, per-fold scores,
 mean and standard deviation) and plots. A killed CV rerun with the same settings continues at the first unfinished
 fold (a killed fold resumes from its last epoch); a finished fold is never trained again.
+
+On a Dask cluster (``SCHEDULER=`` or ``WORKERS=N``, see ``pipelines.cluster``) each unfinished fold is a task: the
+pool's arrays go to the workers once, each fold trains in a temporary folder on its worker, and its files come back
+and are written here as ``fold-<k>/``, so the CV folder is the same as a local run's and ``combine`` reads it alike.
+A fold lost with its worker runs again elsewhere from its start; a killed client's rerun sends only the folds that
+had not come back.
 """
 from __future__ import annotations
 
@@ -16,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from competition import settings
@@ -24,43 +29,22 @@ from competition.errors import PipelineError
 from competition.fileio import write_json
 from competition.registry import load_competition
 from pipelines import plots, runs
+from pipelines.cluster import refuse_local_files
 from pipelines.config import TrainConfig
-from pipelines.data import Dataset, load_dataset
-from pipelines.evaluate import best_tta, tta_probabilities
+from pipelines.data import load_dataset
+from pipelines.evaluate import best_tta
+from pipelines.fold import fit_fold, fold_done, remote_fold, write_fold
 from pipelines.folds import Pool, assign_folds, labelled_pool, read_folds, write_folds
 from pipelines.inference import TTA_CHOICES
 from pipelines.metrics import scores
-from pipelines.normalize import Standardizer
 from pipelines.probabilities import Probabilities, read_probabilities, write_probabilities
-from pipelines.train import check_config, train
+from pipelines.train import check_config
 
 
 @dataclass
 class CVResult:
     cv_dir: Path
     metrics: dict
-
-
-def fit_fold(config: TrainConfig, pool: Pool, fold_of: np.ndarray, fold: int, run_dir: Path) -> dict:
-    """Train fold ``fold`` (its images held out) in ``run_dir``, predict the test split under every TTA choice into
-    ``test_predictions.npz`` beside it; return the fold's metrics. Needs nothing but its arguments, so it can run
-    on another process or machine."""
-    held = np.flatnonzero(fold_of == fold)
-    dataset = Dataset(train=pool.part(np.flatnonzero(fold_of != fold)), val=pool.part(held), test=pool.test,
-                      classes=pool.classes)
-    result = train(config.update(tta="auto"), dataset=dataset, run_dir=run_dir)
-    if pool.test is not None:
-        model = keras.models.load_model(run_dir / "model.keras", compile=False)
-        probabilities = tta_probabilities(model, pool.test.images, Standardizer.load(run_dir / "normalization.npz"),
-                                          tuple(TTA_CHOICES))
-        write_probabilities(run_dir / "test_predictions.npz",
-                            Probabilities(pool.test.ids, probabilities, classes=pool.classes))
-        keras.backend.clear_session()
-    return result.metrics
-
-
-def fold_done(fold_dir: Path, has_test: bool) -> bool:
-    return runs.read_metrics(fold_dir) is not None and (not has_test or (fold_dir / "test_predictions.npz").exists())
 
 
 def unfinished_cv(settings_: dict) -> Path | None:
@@ -76,9 +60,13 @@ def unfinished_cv(settings_: dict) -> Path | None:
 
 
 def run_cv(config: TrainConfig, folds: int = 5, folds_from: Path | None = None, progress: bool = True,
-           on_fold: Callable[[str], None] = print) -> CVResult:
-    """Cross-validate ``config`` over every labelled image (``config.minutes`` is the budget of each fold)."""
+           on_fold: Callable[[str], None] = print, client=None) -> CVResult:
+    """Cross-validate ``config`` over every labelled image (``config.minutes`` is the budget of each fold); the
+    folds run one after another here, or side by side on the Dask cluster of ``client``
+    (``pipelines.cluster.open_client``)."""
     check_config(config)
+    if client is not None:
+        refuse_local_files(config)
     competition = load_competition(config.competition)
     pool = labelled_pool(load_dataset(competition, seed=config.seed, progress=progress))
     fold_of = read_folds(Path(folds_from) / "folds.csv", pool) if folds_from else assign_folds(pool, folds, config.seed)
@@ -92,19 +80,45 @@ def run_cv(config: TrainConfig, folds: int = 5, folds_from: Path | None = None, 
     with lock:
         write_json(cv_dir / "config.json", described)
         write_folds(cv_dir / "folds.csv", pool, fold_of)
+        pending = []
         for fold in range(folds):
-            fold_dir = cv_dir / f"fold-{fold + 1}"
-            if fold_done(fold_dir, pool.test is not None):
+            if fold_done(cv_dir / f"fold-{fold + 1}", pool.test is not None):
                 on_fold(f"cv: fold {fold + 1}/{folds} already finished")
-                continue
-            on_fold(f"cv: fold {fold + 1}/{folds}: {int(np.sum(fold_of != fold))} train, "
-                    f"{int(np.sum(fold_of == fold))} held out")
-            started = time.time()
-            metrics = fit_fold(config, pool, fold_of, fold, fold_dir)
-            on_fold(f"cv: fold {fold + 1}/{folds}: val_accuracy={metrics['val_accuracy']:.4f} "
-                    f"({metrics['epochs_run']} epochs, {time.time() - started:.0f} s)")
+            else:
+                pending.append(fold)
+        if client is None:
+            for fold in pending:
+                on_fold(f"cv: fold {fold + 1}/{folds}: {int(np.sum(fold_of != fold))} train, "
+                        f"{int(np.sum(fold_of == fold))} held out")
+                started = time.time()
+                metrics = fit_fold(config, pool, fold_of, fold, cv_dir / f"fold-{fold + 1}", competition.slug)
+                on_fold(f"cv: fold {fold + 1}/{folds}: val_accuracy={metrics['val_accuracy']:.4f} "
+                        f"({metrics['epochs_run']} epochs, {time.time() - started:.0f} s)")
+        else:
+            run_remote_folds(client, config, competition.slug, pool, fold_of, pending, cv_dir, on_fold)
         metrics = combine(cv_dir, pool, fold_of)
     return CVResult(cv_dir, metrics)
+
+
+def run_remote_folds(client, config: TrainConfig, slug: str, pool: Pool, fold_of: np.ndarray, pending: list[int],
+                     cv_dir: Path, say: Callable[[str], None] = print) -> dict:
+    """Each fold of ``pending`` as a task on the cluster (``pipelines.cluster.Dispatch``: the pool's arrays sent to
+    the workers once); each fold's files written into ``fold-<k>/`` as it comes back, once. Returns what sending
+    the arrays cost (seconds, times, bytes), for the benchmark."""
+    from pipelines.cluster import Dispatch
+
+    folds = int(fold_of.max()) + 1
+    dispatch = Dispatch(client, remote_fold, pool, say)
+    for fold in pending:
+        dispatch.submit(f"fold {fold + 1}/{folds}", config, slug, fold_of, fold)
+    if pending:
+        say(f"cv: folds {', '.join(str(k + 1) for k in pending)} of {folds} sent to the cluster")
+    for _, (*_, fold), files in dispatch.results():
+        fold_dir = write_fold(cv_dir / f"fold-{fold + 1}", files)
+        metrics = runs.read_metrics(fold_dir)
+        say(f"cv: fold {fold + 1}/{folds}: val_accuracy={metrics['val_accuracy']:.4f} "
+            f"({metrics['epochs_run']} epochs, {metrics['train_seconds']:.0f} s of training)")
+    return {**dispatch.sent, "bytes": pool.images.nbytes + (pool.test.images.nbytes if pool.test is not None else 0)}
 
 
 def _new_cv_dir(arch: str) -> Path:

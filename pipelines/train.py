@@ -71,16 +71,18 @@ class Session:
     pseudo_labels: dict | None = None  # what pseudo-labelling added, per class
 
 
-def prepare_session(config: TrainConfig, dataset: Dataset | None = None) -> Session:
+def prepare_session(config: TrainConfig, dataset: Dataset | None = None, slug: str | None = None) -> Session:
     """Check every setting, load the data (unless given) and build the model: whatever can fail on bad input fails
-    here, before any run folder is made."""
+    here, before any run folder is made. Given the ``dataset`` and the competition's ``slug``, it reads no
+    competition file (a fold on a cluster worker has none)."""
     check_config(config)
-    competition = load_competition(config.competition)
+    competition = None if dataset is not None and slug is not None else load_competition(config.competition)
     precision = resolve_precision(config.precision)
     if dataset is None:
         dataset = load_dataset(competition, seed=config.seed, progress=config.verbose > 0)
     if dataset.num_classes < 2:
-        raise PipelineError(f"{competition.split_path('train')}: only one class; nothing to learn")
+        where = competition.split_path("train") if competition else slug
+        raise PipelineError(f"{where}: only one class; nothing to learn")
     pseudo = None
     if config.pseudo_labels:
         dataset, pseudo = with_pseudo_labels(dataset, config.pseudo_labels, config.pseudo_threshold)
@@ -90,21 +92,23 @@ def prepare_session(config: TrainConfig, dataset: Dataset | None = None) -> Sess
     keras.utils.set_random_seed(config.seed)
     steps_per_epoch = max(len(dataset.train) // config.batch_size, 1)
     model, schedule = build_for_training(config, dataset.input_shape, dataset.num_classes, steps_per_epoch, precision)
-    return Session(config, dataset, model, schedule, steps_per_epoch, precision, competition.slug, pseudo)
+    return Session(config, dataset, model, schedule, steps_per_epoch, precision, slug or competition.slug,
+                   pseudo)
 
 
 def train(config: TrainConfig, dataset: Dataset | None = None, callbacks: list | tuple = (),
           run_dir: Path | None = None, lean: bool = False,
-          clock: Callable[[], float] = time.perf_counter) -> RunResult:
+          clock: Callable[[], float] = time.perf_counter, slug: str | None = None) -> RunResult:
     """Train ``config.arch`` on the competition; write the run folder; return its validation metrics.
 
     A run that was killed resumes from its last finished epoch when the same settings are trained again (see
     ``runs.claim_unfinished_run``; a run another process is still training is never taken over), or when
     ``run_dir`` names it. ``lean`` is for tuning trials, where a killed trial is retried from scratch and only the
     numbers matter: no resumable backup, TensorBoard log or plots, and the best epoch's weights are kept in memory
-    and saved once at the end. ``clock`` drives the time budget.
+    and saved once at the end. ``clock`` drives the time budget; ``slug`` (with ``dataset``) spares reading the
+    competition's files.
     """
-    session = prepare_session(config, dataset)
+    session = prepare_session(config, dataset, slug)
     lock = claim_folder(config, run_dir, lean)
     try:
         result = fit(session, lock.run_dir, callbacks, lean, clock)

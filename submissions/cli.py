@@ -9,7 +9,7 @@ from pathlib import Path
 
 from competition.errors import PipelineError
 from competition.registry import load_competition
-from pipelines.cli import add_stage, add_training_arguments, training_config
+from pipelines.cli import add_cluster_arguments, add_stage, add_training_arguments, training_config
 from pipelines.config import TTA_CHOICES as CONFIG_TTA
 from pipelines.runs import find_runs
 from submissions import upload
@@ -108,9 +108,11 @@ def cmd_blend(args) -> None:
 
 
 def cmd_compete(args) -> None:
+    from pipelines.cluster import cluster_session
     from submissions.compete import compete
 
-    made, estimate, spent = compete(args.competition, args.minutes, args.set)
+    with cluster_session(args.scheduler, args.workers) as client:
+        made, estimate, spent = compete(args.competition, args.minutes, args.set, client=client)
     print(f"compete: {made.rows} rows -> {made.path}")
     print(f"compete: estimated score (out-of-fold accuracy of the final model) {estimate:.4f}; "
           f"{spent:.1f} of {args.minutes:g} minutes")
@@ -157,6 +159,7 @@ def register(sub) -> None:
                         "TTA, submission", tensorflow=True)
     compete.add_argument("--minutes", type=float, required=True, help="the whole budget")
     compete.add_argument("--set", action="append", metavar="NAME=VALUE", help="any training setting for every model")
+    add_cluster_arguments(compete)
     demo = add_training_arguments(add_stage(sub, "demo", cmd_demo, "the whole chain on the embedded demo competition",
                                             tensorflow=True))
     demo.add_argument("--force", action="store_true")

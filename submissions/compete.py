@@ -10,6 +10,7 @@ again).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -38,10 +39,11 @@ class Plan:
     refit: bool
     why: list[str] = field(default_factory=list)
 
-    def fold_minutes(self, arch: str, minutes_left: float, archs_left: list[str]) -> float:
-        """Training minutes per fold for ``arch``, out of what is left for it and the architectures after it."""
+    def fold_minutes(self, arch: str, minutes_left: float, archs_left: list[str], slots: int = 1) -> float:
+        """Training minutes per fold for ``arch``, out of what is left for it and the architectures after it, when
+        ``slots`` folds train side by side (the workers of a Dask cluster)."""
         share = ARCH_SHARE[arch] / sum(ARCH_SHARE[a] for a in archs_left)
-        return max(minutes_left * share * (1 - OVERHEAD) / self.folds, 0.5)
+        return max(minutes_left * share * (1 - OVERHEAD) / math.ceil(self.folds / slots), 0.5)
 
 
 def make_plan(minutes: float) -> Plan:
@@ -78,8 +80,11 @@ def unfinished_compete(competition: str, minutes: float) -> Path | None:
 
 
 def compete(competition: str, minutes: float, settings_: list[str] | None = None,
-            say: Callable[[str], None] = print, clock: Callable[[], float] = time.time):
-    """Run the plan for ``minutes``; return the submission (``submissions.make.Submission``) and the OOF estimate."""
+            say: Callable[[str], None] = print, clock: Callable[[], float] = time.time, client=None):
+    """Run the plan for ``minutes``; return the submission (``submissions.make.Submission``) and the OOF estimate.
+    With a Dask ``client`` (``pipelines.cluster.open_client``) each fold is a task on its cluster, and a fold's
+    minutes grow with the folds that train side by side."""
+    from pipelines.cluster import slots
     from pipelines.cv import run_cv  # TensorFlow
     from submissions.make import blend_submission, submission_from_runs
 
@@ -105,10 +110,12 @@ def compete(competition: str, minutes: float, settings_: list[str] | None = None
     first = None
     for index, arch in enumerate(plan.archs):
         left = minutes - state["spent_before"] - (clock() - started) / 60
-        per_fold = plan.fold_minutes(arch, left, plan.archs[index:])
-        say(f"compete: {arch}: {plan.folds} folds of {per_fold:.1f} minutes ({left:.1f} minutes left)")
+        side_by_side = slots(client)
+        per_fold = plan.fold_minutes(arch, left, plan.archs[index:], side_by_side)
+        say(f"compete: {arch}: {plan.folds} folds of {per_fold:.1f} minutes, {min(side_by_side, plan.folds)} at a "
+            f"time ({left:.1f} minutes left)")
         config, _ = make_config(competition, arch, settings_, tuned="auto", minutes=per_fold)
-        result = run_cv(config, folds=plan.folds, folds_from=first, on_fold=say)
+        result = run_cv(config, folds=plan.folds, folds_from=first, on_fold=say, client=client)
         first = first or result.cv_dir
         state["cvs"][arch] = {"folder": str(result.cv_dir), "oof_accuracy": result.metrics["oof_accuracy"]}
         state["spent"] = (clock() - started) / 60

@@ -48,16 +48,16 @@ class KillAtFold2(keras.callbacks.Callback):
 
 
 def test_a_killed_cv_continues_at_its_first_unfinished_fold(tiny, home, monkeypatch):
-    import pipelines.cv as cv_module
+    import pipelines.fold as fold_module
 
     trained = []
-    real_train = cv_module.train
+    real_train = fold_module.train
 
     def spying_train(config, **kwargs):
         trained.append(kwargs["run_dir"].name)
         return real_train(config, callbacks=[KillAtFold2()], **kwargs)
 
-    monkeypatch.setattr(cv_module, "train", spying_train)
+    monkeypatch.setattr(fold_module, "train", spying_train)
     config = TrainConfig(competition=tiny, **QUICK)
     with pytest.raises(KeyboardInterrupt):
         run_cv(config, folds=2, progress=False, on_fold=lambda line: None)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from competition import settings
 from competition.registry import load_competition
-from pipelines.cli import add_stage, add_training_arguments
+from pipelines.cli import add_cluster_arguments, add_stage, add_training_arguments
 from pipelines.config import parse_settings
 from pipelines.tuned import make_config
 from tuning.fidelity import CheckOptions, Fidelity, describe, parse_options
@@ -12,15 +12,17 @@ from tuning.storage import PRUNERS, count_states
 
 
 def cmd_tune(args) -> None:
+    from pipelines.cluster import cluster_session
     from tuning.search import TuneOptions, best_params_path, tune  # TensorFlow
 
     config, _ = make_config(args.competition, args.arch, args.set, tuned="0")  # the search starts from the default
     space = build_space(config.arch, args.space, fixed=parse_settings(args.set))
     options = TuneOptions(trials=args.trials or None, minutes=args.minutes, storage=args.storage, study=args.study,
-                          pruner=args.pruner, heartbeat=args.heartbeat, workers=args.workers,
+                          pruner=args.pruner, heartbeat=args.heartbeat, workers=args.workers, scheduler=args.scheduler,
                           fidelity=parse_options(args.fidelity, Fidelity, "FIDELITY"),
                           check=parse_options(args.check, CheckOptions, "CHECK"))
-    study = tune(config, space, options)
+    with cluster_session(args.scheduler, args.workers):  # the trials' cluster, if any, reached before any work
+        study = tune(config, space, options)
     states = count_states(study)
     print(f"tune: study {study.study_name}: {sum(states.values())} trials ("
           + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + ")")
@@ -55,7 +57,6 @@ def register(sub) -> None:
                    help="the whole search in minutes, the final check included: no trial starts after its share")
     t.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite under tuning/)")
     t.add_argument("--study", default=None, help="study name (default: <slug>-<arch>)")
-    t.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     t.add_argument("--space", action="append", metavar="NAME=SPEC|FILE",
                    help="narrow or fix the search: lr=1e-4:1e-2, optimizer=adamw,sgd, epochs=10, or a TOML/JSON file")
     t.add_argument("--pruner", default="sha", choices=PRUNERS,
@@ -69,6 +70,7 @@ def register(sub) -> None:
                    help="final check: retrain the top N (2) candidates and the default at F (0.5) x the final "
                         "budget; the tuned parameters win only by at least A (0.005) accuracy")
     t.add_argument("--heartbeat", type=int, default=30, help="seconds between trial heartbeats (RDB storages)")
+    add_cluster_arguments(t)
     r = add_stage(sub, "tune-report", cmd_tune_report, "plots and a top-trials table of a study -> reports/<slug>/")
     r.add_argument("--arch", default=settings.DEFAULT_ARCH)
     r.add_argument("--storage", default=None)

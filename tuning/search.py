@@ -9,9 +9,6 @@ are recommended only when one wins there.
 """
 from __future__ import annotations
 
-import dataclasses
-import multiprocessing
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +20,7 @@ from optuna.trial import TrialState
 from competition import settings
 from competition.errors import PipelineError
 from competition.registry import load_competition
+from pipelines.cluster import scheduler_address
 from pipelines.config import TrainConfig
 from pipelines.data import load_dataset
 from tuning.check import final_check, write_record
@@ -58,6 +56,7 @@ class TuneOptions:
     fidelity: Fidelity = field(default_factory=Fidelity)
     check: CheckOptions = field(default_factory=CheckOptions)
     record: bool = True
+    scheduler: str | None = None  # a Dask scheduler's address: the trials run on its workers (tuning/cluster.py)
 
 
 @dataclass
@@ -110,23 +109,14 @@ def run_trials(search: Search, n_trials: int | None, dataset=None, seed_offset: 
     return study
 
 
-def _worker(search: Search, n_trials: int | None, index: int, threads: int) -> None:
-    """One worker process: its share of the CPU, its own data copy, its own sampler seed."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    run_trials(search, n_trials, seed_offset=1000 * index)
-
-
 def tune(config: TrainConfig, space: SearchSpace | None = None, options: TuneOptions | None = None, dataset=None,
          clock=time.time) -> optuna.Study:
-    """Run ``options.trials`` more trials (in all, over ``options.workers`` processes) of the study for this
+    """Run ``options.trials`` more trials (in this process, or on a Dask cluster's workers) of the study for this
     competition and arch, starting none once the part of ``options.minutes`` left for them is spent (at least one
-    runs); then the final check, which writes the tuned-settings record; return the study.
+    runs); then the final check, here, which writes the tuned-settings record; return the study.
 
-    ``dataset`` (one worker only) skips loading the data again when the caller has it already; ``clock`` (seconds
-    since the epoch, as ``time.time``) lets tests run a budget without real time (one worker only)."""
+    ``dataset`` skips loading the data again when the caller has it already; ``clock`` (seconds since the epoch, as
+    ``time.time``) lets tests run a budget without real time (in this process only)."""
     options = options or TuneOptions()
     if options.trials is None and options.minutes is None:
         raise PipelineError("give a budget: a number of trials (TRIALS=) or minutes (MINUTES=)")
@@ -153,12 +143,10 @@ def tune(config: TrainConfig, space: SearchSpace | None = None, options: TuneOpt
                                                   "moved": departures(space, config, start)},
                                skip_if_exists=True)  # several machines starting one study at once
     _announce(search, existing, minutes)
-    if options.workers == 1 and dataset is None:
+    if dataset is None:  # once: the trials (here or sent to the cluster's workers) and the check share it
         dataset = load_dataset(load_competition(config.competition), seed=config.seed, progress=config.verbose > 0)
     _run_workers(search, dataset, clock)
     final = optuna.load_study(study_name=search.name, storage=open_storage(options.storage, options.heartbeat))
-    if dataset is None:
-        dataset = load_dataset(load_competition(config.competition), seed=config.seed, progress=False)
     record = final_check(final, config, options.check, fidelity, dataset, settings.runs_dir() / f"tune-{name}", clock)
     if options.record:
         write_record(record, slug, config.arch)
@@ -190,24 +178,11 @@ def _announce(search: Search, study: optuna.Study, minutes: float | None) -> Non
 
 
 def _run_workers(search: Search, dataset, clock) -> None:
-    """Run the trials in this process, or in ``workers`` spawned processes sharing the study: the one place where
-    tuning starts parallel workers (another way of starting them, e.g. on a cluster, plugs in here)."""
-    workers, n_trials = search.options.workers, search.options.trials
-    if workers == 1:
-        run_trials(search, n_trials, dataset=dataset, clock=clock)
+    """Run the trials in this process, or on a Dask cluster (``workers`` local worker processes or a scheduler's):
+    the one place where tuning starts parallel workers."""
+    if search.options.workers > 1 or scheduler_address(search.options.scheduler):
+        from tuning.cluster import run_on_cluster  # Dask
+
+        run_on_cluster(search, dataset)
         return
-    shares = [None] * workers if n_trials is None else \
-        [n_trials // workers + (1 if i < n_trials % workers else 0) for i in range(workers)]
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    # one line per epoch, not interleaved bars
-    search = dataclasses.replace(search, config=search.config.update(verbose=min(search.config.verbose, 2) and 2))
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_worker, name=f"tune-worker-{i}", args=(search, share, i + 1, threads))
-                 for i, share in enumerate(shares) if share != 0]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join()
-    failed = [p.name for p in processes if p.exitcode != 0]
-    if failed:
-        print(f"tune: worker(s) {', '.join(failed)} exited abnormally; rerun to continue the study")
+    run_trials(search, search.options.trials, dataset=dataset, clock=clock)

@@ -109,12 +109,16 @@ def open_study(name: str, storage: str | None = None, heartbeat: int = HEARTBEAT
     sample the same spot."""
     study = optuna.create_study(study_name=name, storage=open_storage(storage, heartbeat), direction="maximize",
                                 load_if_exists=True, pruner=make_pruner(pruner))
+    study.sampler = make_sampler(seed + len(study.get_trials(deepcopy=False)), startup)
+    return study
+
+
+def make_sampler(seed: int, startup: int = 10) -> optuna.samplers.TPESampler:
+    """The study's sampler (``open_study``), also where a cluster worker samples a trial the client asked for."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # multivariate, group
-        study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)),
-                                                   n_startup_trials=startup, multivariate=True, group=True,
-                                                   constant_liar=True)
-    return study
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True,
+                                          constant_liar=True)
 
 
 def count_states(study: optuna.Study) -> dict[str, int]:
