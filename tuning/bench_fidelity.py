@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -23,7 +22,7 @@ import optuna  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from competition import settings  # noqa: E402
-from competition.errors import PipelineError  # noqa: E402
+from competition.errors import run_main  # noqa: E402
 from competition.fileio import write_json, write_text  # noqa: E402
 from competition.registry import load_competition  # noqa: E402
 from pipelines.data import load_dataset  # noqa: E402
@@ -149,8 +148,4 @@ def main(argv: list[str] | None = None, clock=time.time) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except PipelineError as err:  # one line, exit 2, as the kip command
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_main(main)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 
 from competition import settings  # noqa: E402
 from competition.config import Competition  # noqa: E402
-from competition.errors import PipelineError  # noqa: E402
+from competition.errors import PipelineError, run_main  # noqa: E402
 from competition.fileio import write_json, write_text  # noqa: E402
 from competition.registry import load_competition  # noqa: E402
 from pipelines.config import parse_settings  # noqa: E402
@@ -194,8 +193,4 @@ def main(argv: list[str] | None = None, clock=time.time) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except PipelineError as err:  # one line, exit 2, as the kip command
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_main(main)
