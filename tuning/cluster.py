@@ -34,7 +34,7 @@ from competition.registry import load_competition
 from pipelines import cluster
 from pipelines.fold import read_files, write_fold
 from tuning.fidelity import reduce_dataset
-from tuning.storage import make_pruner, make_sampler, open_storage
+from tuning.storage import drop_model_unless_best, make_pruner, make_sampler, open_storage
 
 # DaskStorage is experimental since optuna 3.1 (only its interface may change); it is built again wherever it is
 # unpickled (the scheduler, which is this process for a local cluster), so the warning is filtered once, here
@@ -128,8 +128,7 @@ def _finish(study, trial, outcome: dict, folder: Path, say) -> None:
     say(f"tune: trial {trial.number} {state.name.lower()}"
         + (f": val_accuracy={outcome['value']:.4f}" if state == TrialState.COMPLETE else "")
         + (f": {outcome['reason']}" if outcome.get("reason") else ""))
-    if not (state == TrialState.COMPLETE and study.best_trial.number == trial.number):
-        (run_dir / "model.keras").unlink(missing_ok=True)  # only the best trial keeps its model file
+    drop_model_unless_best(study, trial.number, state == TrialState.COMPLETE, run_dir)
 
 
 class Heartbeat:

@@ -31,6 +31,7 @@ from tuning.storage import (
     HEARTBEAT_SECONDS,
     count_states,
     default_storage,
+    drop_model_unless_best,
     open_storage,
     open_study,
     startup_trials,
@@ -93,10 +94,7 @@ def run_trials(search: Search, n_trials: int | None, dataset=None, seed_offset: 
     study = search.open(seed_offset)
 
     def keep_best_model(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if trial.state == TrialState.COMPLETE and study.best_trial.number == trial.number:
-            return
-        if trial.user_attrs.get("run_dir"):  # only the best trial keeps its model file
-            (Path(trial.user_attrs["run_dir"]) / "model.keras").unlink(missing_ok=True)
+        drop_model_unless_best(study, trial.number, trial.state == TrialState.COMPLETE, trial.user_attrs.get("run_dir"))
 
     def stop_at_deadline(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if search.deadline is not None and clock() >= search.deadline:

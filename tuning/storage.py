@@ -135,3 +135,11 @@ def default_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         if "start" in trial.user_attrs:
             return trial
     return None
+
+
+def drop_model_unless_best(study: optuna.Study, trial_number: int, complete: bool, run_dir) -> None:
+    """Only the study's best trial keeps its model file: remove ``model.keras`` from ``run_dir`` otherwise."""
+    if complete and study.best_trial.number == trial_number:
+        return
+    if run_dir:
+        (Path(run_dir) / "model.keras").unlink(missing_ok=True)
