@@ -42,6 +42,10 @@ SUBMISSION_HEADER ?=
 IMAGE       ?=
 MESSAGE     ?=
 PYTEST_ARGS ?=
+# pytest-xdist processes for `make test`, given a test file at a time (module fixtures such as the loopback Dask
+# cluster start once). Three on two cores: a test mostly runs on one core (TensorFlow start-up and graph tracing)
+# or waits on the commands and clusters it starts
+TEST_WORKERS ?= 3
 
 INSTALLED   := $(VENV)/.installed
 DATA_READY  := data/raw/$(COMPETITION).ready
@@ -175,11 +179,11 @@ lint: $(INSTALLED) ## ruff: style, imports and likely bugs, as configured in pyp
 format: $(INSTALLED) ## ruff: fix what it can (imports, modern syntax) in place
 	$(BIN)/ruff check --fix .
 
-test: $(INSTALLED) ## run the whole test suite (creates .venv if missing)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(INSTALLED) ## run the whole test suite on TEST_WORKERS=3 processes (creates .venv if missing)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: $(INSTALLED) ## the test suite without the slow end-to-end runs
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 clean-tuning: ## remove the tuning studies and the tuned parameters they recommend (tuning/*.db, *.journal, best-*.json)
 	rm -f tuning/*.db tuning/*.db-wal tuning/*.db-shm tuning/*.journal tuning/best-*.json

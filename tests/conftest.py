@@ -128,36 +128,60 @@ def ticking(clock: FakeClock, seconds_per_batch):
     return Tick()
 
 
+class project_home:
+    """``KIP_HOME`` and the working directory set to ``root`` inside the block (for session fixtures, which cannot use
+    ``monkeypatch``)."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def __enter__(self):
+        self.saved, self.cwd = os.environ.get("KIP_HOME"), os.getcwd()
+        os.environ["KIP_HOME"] = str(self.root)
+        os.chdir(self.root)
+
+    def __exit__(self, *exc):
+        os.chdir(self.cwd)
+        if self.saved is None:
+            os.environ.pop("KIP_HOME", None)
+        else:
+            os.environ["KIP_HOME"] = self.saved
+
+
+QUICK_CV = dict(epochs=1, batch_size=8, minutes=0, verbose=0)
+
+
 @pytest.fixture(scope="session")
-def tiny_cvs(tmp_path_factory):
-    """One project home shared by the tests that only read CVs: the tiny competition with a 2-fold cnn CV and a
-    resnet10 CV over the same folds (trained once per test session). Returns (home, cnn CV, resnet10 CV)."""
+def tiny_cv(tmp_path_factory):
+    """One project home shared by the tests that only read a CV: the tiny competition with a 2-fold cnn CV (trained
+    once per test process). Returns (home, CV result)."""
     from pipelines.config import TrainConfig
     from pipelines.cv import run_cv
 
     root = tmp_path_factory.mktemp("cv-home")
     write_competition(root)
-    saved, cwd = os.environ.get("KIP_HOME"), os.getcwd()
-    os.environ["KIP_HOME"] = str(root)
-    os.chdir(root)
-    try:
-        quick = dict(epochs=1, batch_size=8, minutes=0, verbose=0)
-        first = run_cv(TrainConfig(competition="tiny", **quick), folds=2, progress=False, on_fold=lambda line: None)
-        second = run_cv(TrainConfig(competition="tiny", arch="resnet10", **quick), folds=2,
+    with project_home(root):
+        first = run_cv(TrainConfig(competition="tiny", **QUICK_CV), folds=2, progress=False, on_fold=lambda line: None)
+    return root, first
+
+
+@pytest.fixture(scope="session")
+def tiny_cvs(tiny_cv):
+    """``tiny_cv`` plus a second CV over the same folds, with other settings (for blending): (home, first, second)."""
+    from pipelines.config import TrainConfig
+    from pipelines.cv import run_cv
+
+    root, first = tiny_cv
+    with project_home(root):
+        second = run_cv(TrainConfig(competition="tiny", dropout_rate=0.0, label_smoothing=0.0, **QUICK_CV), folds=2,
                         folds_from=first.cv_dir, progress=False, on_fold=lambda line: None)
-    finally:
-        os.chdir(cwd)
-        if saved is None:
-            os.environ.pop("KIP_HOME", None)
-        else:
-            os.environ["KIP_HOME"] = saved
     return root, first, second
 
 
 @pytest.fixture
-def cv_home(tiny_cvs, monkeypatch):
-    """The shared CV home as the current project home."""
-    root, first, second = tiny_cvs
+def cv_home(tiny_cv, monkeypatch):
+    """The shared CV home as the current project home: (home, CV result)."""
+    root, first = tiny_cv
     monkeypatch.setenv("KIP_HOME", str(root))
     monkeypatch.chdir(root)
-    return root, first, second
+    return root, first

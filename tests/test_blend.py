@@ -24,8 +24,10 @@ def test_greedy_selection_leaves_out_a_bad_member_and_is_at_least_the_best_one()
 
 
 @pytest.fixture
-def two_cvs(cv_home):
-    _, first, second = cv_home
+def two_cvs(tiny_cvs, monkeypatch):
+    home, first, second = tiny_cvs
+    monkeypatch.setenv("KIP_HOME", str(home))
+    monkeypatch.chdir(home)
     return first.cv_dir, second.cv_dir
 
 
@@ -37,8 +39,8 @@ def test_blending_two_cvs_of_the_same_folds_writes_weights_scores_and_prediction
     assert (result.blend_dir / "oof_predictions.npz").exists() and (result.blend_dir / "test_predictions.npz").exists()
 
 
-def test_members_of_different_folds_or_one_member_are_refused(two_cvs, cv_home):
-    home = cv_home[0]
+def test_members_of_different_folds_or_one_member_are_refused(two_cvs, tiny_cvs):
+    home = tiny_cvs[0]
     with pytest.raises(PipelineError, match="was scored on other images|blend members of one CV"):
         blend([two_cvs[0], two_cvs[0] / "fold-1"])  # a fold's run was scored on its held-out half only
     with pytest.raises(PipelineError, match=r"blend: 1 member given"):

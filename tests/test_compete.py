@@ -3,7 +3,7 @@ import json
 import pytest
 
 from competition.errors import PipelineError
-from submissions.compete import MIN_FOLD_MINUTES, OVERHEAD, compete, make_plan
+from submissions.compete import MIN_FOLD_MINUTES, OVERHEAD, compete, make_plan, unfinished_compete
 
 
 @pytest.mark.parametrize("minutes, archs, folds", [(120, ["cnn", "resnet10"], 3), (60, ["cnn"], 3), (10, ["cnn"], 2)])
@@ -31,5 +31,6 @@ def test_compete_runs_its_plan_resumably_and_writes_a_submission(tiny, home):
     state = json.loads((folder / "plan.json").read_text())
     assert state["done"] and list(state["cvs"]) == ["cnn"] and state["submission"] == str(made.path)
     assert any("refit skipped" in line for line in lines)
-    again, _, _ = compete("tiny", 10, ["epochs=1", "batch_size=8", "verbose=0"], say=lines.append)
-    assert len(list((home / "runs").glob("compete-*"))) == 2  # a finished compete is not reopened
+    assert unfinished_compete("tiny", 10) is None  # a finished compete is not reopened: the same command starts anew
+    (folder / "plan.json").write_text(json.dumps({**state, "done": False}))  # as if killed before its end
+    assert unfinished_compete("tiny", 10) == folder and unfinished_compete("tiny", 20) is None  # same budget only

@@ -14,7 +14,7 @@ QUICK = dict(epochs=1, batch_size=8, minutes=0, verbose=0)
 
 
 def test_a_cv_folder_holds_folds_out_of_fold_and_test_predictions(cv_home):
-    home, result, _ = cv_home
+    home, result = cv_home
     cv = result.cv_dir
     assert cv.parent == home / "runs" and cv.name.startswith("cv-cnn-")
     folds = pd.read_csv(cv / "folds.csv", dtype={"id": str})
@@ -77,7 +77,7 @@ def test_a_class_with_fewer_images_than_folds_is_refused_before_any_training(tin
 def test_predict_with_a_cv_folder_uses_the_fold_average_and_records_the_cv_score(cv_home, capsys):
     from kip import main
 
-    home, result, _ = cv_home
+    home, result = cv_home
     assert main(["predict", "--competition", "tiny", "--runs", str(result.cv_dir)]) == 0
     written = sorted((home / "submissions").glob(f"{result.cv_dir.name}-*.csv"))[-1]
     side = json.loads(written.with_suffix(".json").read_text())

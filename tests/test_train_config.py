@@ -50,17 +50,25 @@ def run_kip(home, *args):
                                "PYTHONPATH": str(REPO)})
 
 
+def test_bad_settings_train_nothing_and_leave_no_run_folder(tiny, home):
+    result = run_kip(home, "train", "--competition", tiny, "--set", "learning_rate=-1", "--set", "dropout_rate=1.5")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: bad training setting(s): ") and line.endswith("nothing was trained")
+    assert not (home / "runs").exists() or not any((home / "runs").iterdir())
+
+
 @pytest.mark.parametrize("extra", [
-    ["--set", "learning_rate=-1", "--set", "dropout_rate=1.5"],
     ["--set", "minutes=-1"],
     ["--arch", "vgg"],
     ["--arch", "resnet10", "--set", "global_pool=false"],
     ["--set", "optimizer=lion"],
 ])
-def test_bad_settings_train_nothing_and_leave_no_run_folder(tiny, home, extra):
-    result = run_kip(home, "train", "--competition", tiny, *extra)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    line = result.stderr.strip().splitlines()[-1]
+def test_each_bad_training_setting_is_one_line_from_the_command(tiny, home, extra, capsys):
+    from kip import main  # in this process: the command above shows the exit code and stderr of a real one
+
+    assert main(["train", "--competition", tiny, *extra]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: bad training setting(s): ") and line.endswith("nothing was trained")
     assert not (home / "runs").exists() or not any((home / "runs").iterdir())
 
