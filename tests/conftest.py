@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -128,24 +129,21 @@ def ticking(clock: FakeClock, seconds_per_batch):
     return Tick()
 
 
-class project_home:
+@contextmanager
+def project_home(root):
     """``KIP_HOME`` and the working directory set to ``root`` inside the block (for session fixtures, which cannot use
     ``monkeypatch``)."""
-
-    def __init__(self, root):
-        self.root = root
-
-    def __enter__(self):
-        self.saved, self.cwd = os.environ.get("KIP_HOME"), os.getcwd()
-        os.environ["KIP_HOME"] = str(self.root)
-        os.chdir(self.root)
-
-    def __exit__(self, *exc):
-        os.chdir(self.cwd)
-        if self.saved is None:
+    saved, cwd = os.environ.get("KIP_HOME"), os.getcwd()
+    os.environ["KIP_HOME"] = str(root)
+    os.chdir(root)
+    try:
+        yield root
+    finally:
+        os.chdir(cwd)
+        if saved is None:
             os.environ.pop("KIP_HOME", None)
         else:
-            os.environ["KIP_HOME"] = self.saved
+            os.environ["KIP_HOME"] = saved
 
 
 QUICK_CV = dict(epochs=1, batch_size=8, minutes=0, verbose=0)
