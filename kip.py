@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from competition.errors import PipelineError
+from competition.errors import one_line_status
 from pipelines import cli as pipelines_cli
 from submissions import cli as submissions_cli
 from tuning import cli as tuning_cli
@@ -24,19 +24,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def run() -> int:
         if args.tensorflow:
             from pipelines.quiet import import_tensorflow
 
             import_tensorflow()
         args.func(args)
-    except PipelineError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 0
+
+    try:
+        return one_line_status(run)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,13 +15,17 @@ def first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
-def run_main(main) -> None:
-    """Run a script's ``main()`` and exit with its status; a PipelineError is one line and exit 2, as in ``kip``."""
+def one_line_status(main) -> int:
+    """``main()``'s exit status; a PipelineError is printed as one line (``error: ...``) and gives status 2."""
     import sys
 
     try:
-        status = main()
+        return main()
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
-        status = 2
-    raise SystemExit(status)
+        return 2
+
+
+def run_main(main) -> None:
+    """Run a script's ``main()`` and exit with its status, a PipelineError as one line and exit 2, as in ``kip``."""
+    raise SystemExit(one_line_status(main))

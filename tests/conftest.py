@@ -31,12 +31,17 @@ images = "test_images"
 """
 
 
+def use_home(monkeypatch, root):
+    """``root`` as the project home for the rest of the test: ``KIP_HOME`` and the working directory."""
+    monkeypatch.setenv("KIP_HOME", str(root))
+    monkeypatch.chdir(root)
+    return root
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A fresh project home: data/, runs/, submissions/ and tuning/ all land here."""
-    monkeypatch.setenv("KIP_HOME", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return use_home(monkeypatch, tmp_path)
 
 
 def make_images(rng, label: int, n: int, size: int = 16) -> list[np.ndarray]:
@@ -180,6 +185,4 @@ def tiny_cvs(tiny_cv):
 def cv_home(tiny_cv, monkeypatch):
     """The shared CV home as the current project home: (home, CV result)."""
     root, first = tiny_cv
-    monkeypatch.setenv("KIP_HOME", str(root))
-    monkeypatch.chdir(root)
-    return root, first
+    return use_home(monkeypatch, root), first

@@ -5,6 +5,7 @@ import pytest
 
 from competition.errors import PipelineError
 from pipelines.blend import blend, greedy_selection
+from tests.conftest import use_home
 
 
 def test_greedy_selection_leaves_out_a_bad_member_and_is_at_least_the_best_one():
@@ -25,10 +26,8 @@ def test_greedy_selection_leaves_out_a_bad_member_and_is_at_least_the_best_one()
 
 @pytest.fixture
 def two_cvs(tiny_cvs, monkeypatch):
-    home, first, second = tiny_cvs
-    monkeypatch.setenv("KIP_HOME", str(home))
-    monkeypatch.chdir(home)
-    return first.cv_dir, second.cv_dir
+    use_home(monkeypatch, tiny_cvs[0])
+    return tiny_cvs[1].cv_dir, tiny_cvs[2].cv_dir
 
 
 def test_blending_two_cvs_of_the_same_folds_writes_weights_scores_and_predictions(two_cvs):

@@ -16,10 +16,10 @@ from pipelines.config import TrainConfig
 from pipelines.cv import run_cv
 from pipelines.fold import fold_done
 from pipelines.probabilities import read_probabilities
+from tests.conftest import QUICK_CV
 from tests.loopback import LoopbackCluster, free_port, started_folds, wait_for
 from tests.test_makefile import make_dry_run
 
-QUICK = dict(epochs=1, batch_size=8, minutes=0, verbose=0)
 VERSION = importlib.metadata.version("kaggle-image-pipeline")
 
 
@@ -110,7 +110,7 @@ def test_a_cv_with_a_worker_killed_mid_fold_is_complete_and_laid_out_as_a_local_
     _, local = tiny_cv  # the same tiny competition and settings, trained in this process
     loopback.wait_for_two_workers()
     killer, lines = loopback.kill_one_inside("fold"), []
-    remote = run_cv(TrainConfig(competition=tiny, **QUICK), folds=2, progress=False, on_fold=lines.append,
+    remote = run_cv(TrainConfig(competition=tiny, **QUICK_CV), folds=2, progress=False, on_fold=lines.append,
                     client=loopback.client)
     killer.join()
     assert loopback.started() == 3  # the killed fold ran once more, and nothing else did
@@ -206,7 +206,7 @@ def test_a_cluster_that_loses_every_worker_waits_then_fails_and_a_rerun_continue
     gate = tmp_path / "gate"
     gate.mkdir()
     loop = LoopbackCluster(tmp_path / "dask", workers=1, gate=gate, gate_from=2)  # the 2nd fold waits at the gate
-    config, lines = TrainConfig(competition=tiny, **QUICK), []
+    config, lines = TrainConfig(competition=tiny, **QUICK_CV), []
 
     def kill_the_worker_inside_the_second_fold():
         wait_for(lambda: len(started_folds(gate)) == 2 and any(home.glob("runs/cv-*/fold-*/metrics.json")),
@@ -271,7 +271,7 @@ def test_settings_that_name_a_local_file_are_refused_for_a_cluster(tiny, home):
     (home / "runs" / "x").mkdir(parents=True)
     with pytest.raises(PipelineError, match=r"^pseudo_labels=runs/x: a file on this machine, which the cluster's "
                                             r"workers cannot read; run this in this process"):
-        run_cv(TrainConfig(competition=tiny, pseudo_labels="runs/x", **QUICK), folds=2, client=object())
+        run_cv(TrainConfig(competition=tiny, pseudo_labels="runs/x", **QUICK_CV), folds=2, client=object())
 
 
 def test_make_passes_the_scheduler_and_workers_to_cv_tune_and_compete():

@@ -9,8 +9,7 @@ from competition.errors import PipelineError
 from pipelines.config import TrainConfig
 from pipelines.cv import run_cv
 from pipelines.probabilities import read_probabilities
-
-QUICK = dict(epochs=1, batch_size=8, minutes=0, verbose=0)
+from tests.conftest import QUICK_CV
 
 
 def test_a_cv_folder_holds_folds_out_of_fold_and_test_predictions(cv_home):
@@ -58,7 +57,7 @@ def test_a_killed_cv_continues_at_its_first_unfinished_fold(tiny, home, monkeypa
         return real_train(config, callbacks=[KillAtFold2()], **kwargs)
 
     monkeypatch.setattr(fold_module, "train", spying_train)
-    config = TrainConfig(competition=tiny, **QUICK)
+    config = TrainConfig(competition=tiny, **QUICK_CV)
     with pytest.raises(KeyboardInterrupt):
         run_cv(config, folds=2, progress=False, on_fold=lambda line: None)
     [cv] = [p for p in (home / "runs").iterdir()]
@@ -70,7 +69,7 @@ def test_a_killed_cv_continues_at_its_first_unfinished_fold(tiny, home, monkeypa
 
 def test_a_class_with_fewer_images_than_folds_is_refused_before_any_training(tiny, home):
     with pytest.raises(PipelineError, match="FOLDS=40: class 0 has only 16 labelled"):
-        run_cv(TrainConfig(competition=tiny, **QUICK), folds=40, progress=False)
+        run_cv(TrainConfig(competition=tiny, **QUICK_CV), folds=40, progress=False)
     assert not (home / "runs").exists()
 
 
