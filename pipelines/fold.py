@@ -6,6 +6,8 @@ into ``fold-<k>/`` by ``write_fold``, so the CV folder is the same either way).
 from __future__ import annotations
 
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -17,12 +19,14 @@ from pipelines.config import TrainConfig
 from pipelines.data import Dataset
 from pipelines.evaluate import tta_probabilities
 from pipelines.folds import Pool
-from pipelines.inference import TTA_CHOICES
+from pipelines.inference import TTA_CHOICES, view_probabilities
 from pipelines.normalize import Standardizer
 from pipelines.probabilities import Probabilities, write_probabilities
+from pipelines.recipe import build_for_training
 from pipelines.train import train
 
 LEFT_BEHIND = {runs.LOCK_NAME, "backup"}  # a claim and a resumable state: of no use once the fold finished
+FIXED_SECONDS = 15.0  # a fold's building, saving and plotting, outside its training budget (GIC-sized, 2 cores)
 
 
 def fit_fold(config: TrainConfig, pool: Pool, fold_of: np.ndarray, fold: int, run_dir: Path,
@@ -42,6 +46,25 @@ def fit_fold(config: TrainConfig, pool: Pool, fold_of: np.ndarray, fold: int, ru
                             Probabilities(pool.test.ids, probabilities, classes=pool.classes))
     keras.backend.clear_session()
     return result.metrics
+
+
+def overhead_seconds(config: TrainConfig, pool: Pool, folds: int, sample: int = 2048, fixed: float = FIXED_SECONDS,
+                     clock: Callable[[], float] = time.perf_counter) -> float:
+    """The seconds one fold of ``pool`` spends outside its training budget: predicting its held-out and the test
+    images under every TTA view (timed here on ``sample`` random images with the config's model, after a first
+    pass that traces), plus ``fixed`` for building, saving and plotting."""
+    model, _ = build_for_training(config, pool.images.shape[1:], len(pool.classes), steps_per_epoch=1)
+    sample = min(sample, max(len(pool) // folds, 1))  # no more than a fold predicts: large images are slow
+    images = np.random.default_rng(0).integers(0, 256, (sample, *pool.images.shape[1:]), dtype=np.uint8)
+    identity = Standardizer(np.zeros(images.shape[1:], np.float32), np.ones(images.shape[1:], np.float32))
+    view_probabilities(model, images, identity, ("mirror-right",))
+    started = clock()
+    view_probabilities(model, images, identity, ("mirror-right",))
+    per_image = (clock() - started) / sample
+    keras.backend.clear_session()
+    views = len({v for choice in TTA_CHOICES.values() for v in choice})
+    predicted = -(-len(pool) // folds) + (len(pool.test.ids) if pool.test is not None else 0)
+    return per_image * views * predicted + fixed
 
 
 def fold_done(fold_dir: Path, has_test: bool) -> bool:

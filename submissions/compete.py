@@ -24,9 +24,12 @@ from pipelines.tuned import make_config
 
 FOLDS = 3
 # The least useful training time of one fold, and the share of a fold spent outside training (loading, predicting
-# the held-out and test images under every TTA view): measured on GIC-sized data on 2 cores, rounded up.
+# the held-out and test images under every TTA view) that the plan assumes: measured on GIC-sized data on 2 cores,
+# rounded up. Before each CV the overhead is measured instead (pipelines.fold.overhead_seconds), and RESERVE is
+# kept for loading the images, combining the folds and writing the submission.
 MIN_FOLD_MINUTES = {"cnn": 4.0, "resnet10": 8.0}
 OVERHEAD = 0.12
+RESERVE = 0.03
 TWO_ARCHS_FROM = 90.0  # minutes: below this, one architecture's CV gets the whole budget
 ARCH_SHARE = {"cnn": 0.4, "resnet10": 0.6}
 
@@ -39,11 +42,16 @@ class Plan:
     refit: bool
     why: list[str] = field(default_factory=list)
 
-    def fold_minutes(self, arch: str, minutes_left: float, archs_left: list[str], slots: int = 1) -> float:
+    def fold_minutes(self, arch: str, minutes_left: float, archs_left: list[str], slots: int = 1,
+                     overhead_minutes: float | None = None) -> float:
         """Training minutes per fold for ``arch``, out of what is left for it and the architectures after it, when
-        ``slots`` folds train side by side (the workers of a Dask cluster)."""
+        ``slots`` folds train side by side (the workers of a Dask cluster) and each fold spends ``overhead_minutes``
+        outside its training (``OVERHEAD`` of the fold when not measured)."""
         share = ARCH_SHARE[arch] / sum(ARCH_SHARE[a] for a in archs_left)
-        return max(minutes_left * share * (1 - OVERHEAD) / math.ceil(self.folds / slots), 0.5)
+        rounds = math.ceil(self.folds / slots)
+        if overhead_minutes is None:
+            return max(minutes_left * share * (1 - OVERHEAD) / rounds, 0.5)
+        return max(minutes_left * share * (1 - RESERVE) / rounds - overhead_minutes, 0.5)
 
 
 def make_plan(minutes: float) -> Plan:
@@ -86,6 +94,9 @@ def compete(competition: str, minutes: float, settings_: list[str] | None = None
     minutes grow with the folds that train side by side."""
     from pipelines.cluster import slots
     from pipelines.cv import run_cv  # TensorFlow
+    from pipelines.data import load_dataset
+    from pipelines.fold import overhead_seconds
+    from pipelines.folds import labelled_pool
     from submissions.make import blend_submission, submission_from_runs
 
     plan = make_plan(minutes)
@@ -107,13 +118,17 @@ def compete(competition: str, minutes: float, settings_: list[str] | None = None
     for line in plan.why:
         say(f"  - {line}")
     write_json(folder / "plan.json", state)
-    first = None
+    first = pool = None
     for index, arch in enumerate(plan.archs):
         left = minutes - state["spent_before"] - (clock() - started) / 60
         side_by_side = slots(client)
-        per_fold = plan.fold_minutes(arch, left, plan.archs[index:], side_by_side)
-        say(f"compete: {arch}: {plan.folds} folds of {per_fold:.1f} minutes, {min(side_by_side, plan.folds)} at a "
-            f"time ({left:.1f} minutes left)")
+        if pool is None:
+            pool = labelled_pool(load_dataset(load_competition(competition), seed=settings.SEED, progress=False))
+        overhead = overhead_seconds(make_config(competition, arch, settings_, tuned="auto")[0], pool, plan.folds) / 60
+        per_fold = plan.fold_minutes(arch, left, plan.archs[index:], side_by_side, overhead)
+        say(f"compete: {arch}: {plan.folds} folds of {per_fold:.1f} minutes of training (+{overhead:.1f} minutes "
+            f"each predicting under every TTA view, measured), {min(side_by_side, plan.folds)} at a time "
+            f"({left:.1f} minutes left)")
         config, _ = make_config(competition, arch, settings_, tuned="auto", minutes=per_fold)
         result = run_cv(config, folds=plan.folds, folds_from=first, on_fold=say, client=client)
         first = first or result.cv_dir
