@@ -114,7 +114,8 @@ def cmd_compete(args) -> None:
     with cluster_session(args.scheduler, args.workers) as client:
         made, estimate, spent = compete(args.competition, args.minutes, args.set, client=client)
     print(f"compete: {made.rows} rows -> {made.path}")
-    print(f"compete: estimated score (out-of-fold accuracy of the final model) {estimate:.4f}; "
+    print(f"compete: estimated score (out-of-fold accuracy of the final model) {estimate:.4f}, on the low side: "
+          f"each image was scored by one fold's model, the submission averages them all; "
           f"{spent:.1f} of {args.minutes:g} minutes")
 
 
