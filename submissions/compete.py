@@ -88,10 +88,12 @@ def unfinished_compete(competition: str, minutes: float) -> Path | None:
 
 
 def compete(competition: str, minutes: float, settings_: list[str] | None = None,
-            say: Callable[[str], None] = print, clock: Callable[[], float] = time.time, client=None):
+            say: Callable[[str], None] = print, clock: Callable[[], float] = time.time, client=None,
+            fold_overhead: Callable | None = None):
     """Run the plan for ``minutes``; return the submission (``submissions.make.Submission``) and the OOF estimate.
     With a Dask ``client`` (``pipelines.cluster.open_client``) each fold is a task on its cluster, and a fold's
-    minutes grow with the folds that train side by side."""
+    minutes grow with the folds that train side by side. ``fold_overhead(config, pool, folds) -> seconds`` is what
+    a fold spends outside training (``pipelines.fold.overhead_seconds``, timed here, by default)."""
     from pipelines.cluster import slots
     from pipelines.cv import run_cv  # TensorFlow
     from pipelines.data import load_dataset
@@ -124,7 +126,8 @@ def compete(competition: str, minutes: float, settings_: list[str] | None = None
         side_by_side = slots(client)
         if pool is None:
             pool = labelled_pool(load_dataset(load_competition(competition), seed=settings.SEED, progress=False))
-        overhead = overhead_seconds(make_config(competition, arch, settings_, tuned="auto")[0], pool, plan.folds) / 60
+        timed = fold_overhead or overhead_seconds
+        overhead = timed(make_config(competition, arch, settings_, tuned="auto")[0], pool, plan.folds) / 60
         per_fold = plan.fold_minutes(arch, left, plan.archs[index:], side_by_side, overhead)
         say(f"compete: {arch}: {plan.folds} folds of {per_fold:.1f} minutes of training (+{overhead:.1f} minutes "
             f"each predicting under every TTA view, measured), {min(side_by_side, plan.folds)} at a time "

@@ -16,6 +16,7 @@ from pipelines.config import TrainConfig
 from pipelines.cv import run_cv
 from pipelines.fold import fold_done
 from pipelines.probabilities import read_probabilities
+from submissions.compete import RESERVE
 from tests.conftest import QUICK_CV
 from tests.loopback import LoopbackCluster, free_port, started_folds, wait_for
 from tests.test_makefile import make_dry_run
@@ -101,9 +102,11 @@ def test_compete_on_the_cluster_plans_its_folds_side_by_side_and_sends_them_ther
     lines = []
     with pytest.raises(Sent) as sent:
         compete("tiny", 10, ["epochs=1", "batch_size=8", "verbose=0"], say=lines.append, client=loopback.client,
-                clock=lambda: 1000.0)  # no time passes: the plan, not the machine's speed, sets the minutes
-    assert any(line.startswith("compete: cnn: 2 folds of 8.8 minutes, 2 at a time") for line in lines)
-    assert sent.value.args == (pytest.approx(8.8), loopback.client)
+                clock=lambda: 1000.0, fold_overhead=lambda *_: 60.0)  # no time passes, a fold predicts for a minute:
+    # the plan, not the machine's speed, sets the minutes; the 2 folds side by side share one round
+    assert any(line.startswith("compete: cnn: 2 folds of 8.7 minutes of training (+1.0 minutes each predicting")
+               and line.endswith("2 at a time (10.0 minutes left)") for line in lines)
+    assert sent.value.args == (pytest.approx(10 * (1 - RESERVE) - 1.0), loopback.client)
 
 
 def test_a_cv_with_a_worker_killed_mid_fold_is_complete_and_laid_out_as_a_local_one(tiny, home, loopback, tiny_cv):
