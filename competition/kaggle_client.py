@@ -56,17 +56,17 @@ def explain_kaggle_error(slug: str, err: BaseException, action: str = "request")
     """
     text = redact(first_line(err))
     status = getattr(getattr(err, "response", None), "status_code", None)
-    if status == 403 or (status is None and ("403" in text or "Forbidden" in text)):
+    if status is None and _is_network_error(err):  # no answer at all (its text may hold a port such as 40377)
+        return f"{slug}: cannot reach Kaggle for the {action} ({_network_reason(text)}); check your network"
+    if status == 403 or (status is None and (re.search(r"\b403\b", text) or "Forbidden" in text)):
         return (f"{slug}: Kaggle answered 403 Forbidden to the {action}: accept the competition's rules on "
                 f"https://www.kaggle.com/competitions/{slug}/rules first (the API cannot accept them) [{text}]")
     if status == 401:
         return f"{slug}: Kaggle refused the credentials (401 Unauthorized); renew your API token on kaggle.com"
-    if status == 404 or (status is None and "404" in text):
+    if status == 404 or (status is None and re.search(r"\b404\b", text)):
         return f"{slug}: Kaggle has no such competition (404) or it is closed; check the slug"
     if status is not None and status >= 500:
         return f"{slug}: Kaggle server error ({status}) on the {action}; try again later"
-    if _is_network_error(err):
-        return f"{slug}: cannot reach Kaggle for the {action} ({_network_reason(text)}); check your network"
     return f"{slug}: Kaggle {action} failed ({text}); check your network and credentials"
 
 
