@@ -63,9 +63,10 @@ def make_plan(minutes: float) -> Plan:
     folds = FOLDS if minutes >= FOLDS * MIN_FOLD_MINUTES["cnn"] / (1 - OVERHEAD) else 2
     why = [f"{folds} folds: each architecture's models see {100 * (folds - 1) // folds}% of the labelled images, "
            f"and the out-of-fold predictions score every image once"]
-    per_arch_resnet = minutes * ARCH_SHARE["resnet10"] * (1 - OVERHEAD) / folds
-    if minutes >= TWO_ARCHS_FROM and per_arch_resnet >= MIN_FOLD_MINUTES["resnet10"]:
-        archs = ["cnn", "resnet10"]
+    both = ["cnn", "resnet10"]
+    per_fold_resnet = Plan(minutes, both, folds, refit=False).fold_minutes("resnet10", minutes, both)
+    if minutes >= TWO_ARCHS_FROM and per_fold_resnet >= MIN_FOLD_MINUTES["resnet10"]:
+        archs = both
         why.append(f"2 architectures (cnn {ARCH_SHARE['cnn']:.0%}, resnet10 {ARCH_SHARE['resnet10']:.0%} of the "
                    f"time): different models make a blend better than either")
         why.append("blend: greedy selection on the out-of-fold predictions of both CVs")
@@ -125,7 +126,8 @@ def compete(competition: str, minutes: float, settings_: list[str] | None = None
         left = minutes - state["spent_before"] - (clock() - started) / 60
         side_by_side = slots(client)
         if pool is None:
-            pool = labelled_pool(load_dataset(load_competition(competition), seed=settings.SEED, progress=False))
+            # a first load decodes and caches the images (with progress); run_cv then reads the cache
+            pool = labelled_pool(load_dataset(load_competition(competition), seed=settings.SEED))
         timed = fold_overhead or overhead_seconds
         overhead = timed(make_config(competition, arch, settings_, tuned="auto")[0], pool, plan.folds) / 60
         per_fold = plan.fold_minutes(arch, left, plan.archs[index:], side_by_side, overhead)
