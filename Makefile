@@ -104,7 +104,7 @@ train: $(DATA_READY) ## train ARCH=cnn|resnet10|mobilenetv2 in MINUTES= (default
 cv: $(DATA_READY) ## k-fold CV over every labelled image (FOLDS=5, MINUTES= per fold or BUDGET= in all, FOLDS_FROM=, SCHEDULER=, WORKERS=) -> runs/cv-<arch>-<time>/
 	$(KIP) cv $(FIT_ARGS) --folds $(FOLDS) $(if $(BUDGET),--budget $(BUDGET)) $(if $(FOLDS_FROM),--folds-from '$(FOLDS_FROM)') $(CLUSTER_ARGS)
 
-compete: $(DATA_READY) ## MINUTES=120: plan the budget, CV per architecture, blend by out-of-fold, TTA, submission; resumable (SCHEDULER=, WORKERS=)
+compete: $(DATA_READY) ## MINUTES=120: plan the budget (a CV per architecture from 90 min, else one run each), blend, TTA, submission; resumable (SCHEDULER=, WORKERS=)
 	$(if $(MINUTES),,$(error give the budget: make compete MINUTES=120))
 	$(KIP) compete --competition $(COMPETITION) --minutes $(MINUTES) $(foreach s,$(SET),--set $(s)) $(CLUSTER_ARGS)
 

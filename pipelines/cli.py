@@ -12,6 +12,7 @@ import sys
 from competition import settings
 from competition.registry import load_competition
 from pipelines.config import TrainConfig
+from pipelines.runs import resolve_run
 from pipelines.tuned import make_config
 
 
@@ -96,7 +97,8 @@ def cmd_cv(args) -> None:
     with cluster_session(args.scheduler, args.workers) as client:
         print(f"cv: {args.folds} folds over every labelled image (train, and val when the competition labels one); "
               f"{config.minutes:g} minutes per fold")
-        result = run_cv(config, folds=args.folds, folds_from=args.folds_from, client=client)
+        result = run_cv(config, folds=args.folds, folds_from=resolve_run(args.folds_from) if args.folds_from else None,
+                        client=client)
     m = result.metrics
     print(f"cv: {result.cv_dir}  oof_accuracy={m['oof_accuracy']:.4f}  oof_macro_f1={m['oof_macro_f1']:.4f}  "
           f"oof_log_loss={m['oof_log_loss']:.4f}  folds {m['fold_accuracy_mean']:.4f} +- {m['fold_accuracy_std']:.4f}"

@@ -133,10 +133,20 @@ def latest_run(slug: str) -> Path:
     return Path(pointer.read_text().strip())
 
 
+def resolve_run(name) -> Path:
+    """A run, CV, blend or refit folder given as a path (from here or from the project home) or as a name under
+    ``runs/``; a name found nowhere comes back as given, for the error that names it."""
+    path = Path(name)
+    for candidate in (path, settings.home() / path, settings.runs_dir() / path):
+        if candidate.exists():
+            return candidate
+    return path
+
+
 def find_runs(names: list[str] | None, slug: str) -> list[Path]:
-    """The named run folders (a path, or a name under ``runs/``), else the competition's newest finished run."""
+    """The named run folders (see ``resolve_run``), else the competition's newest finished run."""
     if names:
-        return [Path(n) if Path(n).exists() else settings.runs_dir() / n for n in names]
+        return [resolve_run(n) for n in names]
     return [latest_run(slug)]
 
 

@@ -13,6 +13,7 @@ from competition.errors import PipelineError
 from competition.fileio import write_json
 from competition.registry import load_competition
 from pipelines.config import TrainConfig, parse_settings
+from pipelines.runs import resolve_run
 
 
 def make_config(competition: str, arch: str, pairs: list[str] | None = None, tuned: str = "auto",
@@ -22,7 +23,7 @@ def make_config(competition: str, arch: str, pairs: list[str] | None = None, tun
     the tuned ones and why (or why not).
 
     The competition is resolved once here: a folder path becomes absolute (runs then find it from anywhere), and
-    the tuned parameters are looked up by its slug.
+    the tuned parameters are looked up by its slug. So is a ``pseudo_labels`` run (see ``runs.resolve_run``).
     """
     found = load_competition(competition)
     if Path(competition).is_dir() and found.data_dir:
@@ -32,6 +33,9 @@ def make_config(competition: str, arch: str, pairs: list[str] | None = None, tun
     config = TrainConfig(competition=competition, arch=arch).update(**params).update(**given)
     if minutes is not None:
         config = config.update(minutes=minutes)
+    source = resolve_run(config.pseudo_labels) if config.pseudo_labels else None
+    if source is not None and source.is_dir():  # a name under runs/ or a path from the project home, made absolute
+        config = config.update(pseudo_labels=str(source.resolve()))
     if "epochs" in params and "epochs" not in given:
         config, note = fit_tuned_epochs(config, read_tuned(found.slug, arch) or {})
         said += note

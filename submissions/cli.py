@@ -11,7 +11,7 @@ from competition.errors import PipelineError
 from competition.registry import load_competition
 from pipelines.cli import add_cluster_arguments, add_stage, add_training_arguments, training_config
 from pipelines.config import TTA_CHOICES as CONFIG_TTA
-from pipelines.runs import find_runs
+from pipelines.runs import find_runs, resolve_run
 from submissions import upload
 from submissions.checker import CheckReport, check_submission, competition_of
 from submissions.listing import format_listing, list_submissions
@@ -86,7 +86,7 @@ def cmd_submissions(args) -> None:
 def cmd_refit(args) -> None:
     from submissions.make import refit_submission
 
-    result, made = refit_submission(Path(args.run))
+    result, made = refit_submission(resolve_run(args.run))
     m = result.metrics
     print(f"refit: {result.run_dir}  {m['epochs_run']} epochs on every labelled image, {m['train_seconds']:.0f} s; "
           f"no validation score of its own (estimate from {m['estimate_of']}: {m['estimate']:.4f})")
@@ -97,7 +97,7 @@ def cmd_refit(args) -> None:
 def cmd_blend(args) -> None:
     from submissions.make import blend_submission
 
-    result, made = blend_submission([Path(r) for r in args.runs])
+    result, made = blend_submission([resolve_run(r) for r in args.runs])
     m = result.metrics
     for name, weight in m["weights"].items():
         print(f"blend: {name}  weight {weight:.3f}  accuracy {m['member_accuracy'][name]:.4f}")
@@ -112,11 +112,14 @@ def cmd_compete(args) -> None:
     from submissions.compete import compete
 
     with cluster_session(args.scheduler, args.workers) as client:
-        made, estimate, spent = compete(args.competition, args.minutes, args.set, client=client)
-    print(f"compete: {made.rows} rows -> {made.path}")
-    print(f"compete: estimated score (out-of-fold accuracy of the final model) {estimate:.4f}, on the low side: "
-          f"each image was scored by one fold's model, the submission averages them all; "
-          f"{spent:.1f} of {args.minutes:g} minutes")
+        result = compete(args.competition, args.minutes, args.set, client=client)
+    print(f"compete: {result.submission.rows} rows -> {result.submission.path}")
+    if result.estimate_of == "out-of-fold":
+        caveat = ("on the low side: each image was scored by one fold's model, the submission averages them all")
+    else:
+        caveat = "on the high side: the TTA and the blend weights were chosen on the same validation images"
+    print(f"compete: estimated score ({result.estimate_of} accuracy of the final model) {result.estimate:.4f}, "
+          f"{caveat}; {result.spent_minutes:.1f} of {args.minutes:g} minutes")
 
 
 def cmd_demo(args) -> None:

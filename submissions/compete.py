@@ -1,11 +1,13 @@
 """``make compete MINUTES=``: a CPU budget turned into the best submission this pipeline can make in it.
 
-The plan (printed before anything starts, with its reasons): which architectures, how many folds each and their
-minutes, whether to refit, and a blend by out-of-fold predictions when there are several CVs. Each architecture is
-a CV over the same folds (so they can be blended); each CV chooses its TTA on its out-of-fold predictions; the
-minutes left are re-planned after each CV so the whole ends within the budget. ``runs/compete-<time>/plan.json``
-records the plan and what finished; rerunning the same command continues it (finished folds are never trained
-again).
+The plan (printed before anything starts, with its reasons): which architectures, a CV or one run each, their
+minutes, whether to refit, and a blend when there are several. On one machine under ``CV_FROM`` minutes each
+architecture trains once on the competition's validation split and the runs are blended on their shared validation
+predictions: a CV's folds would each get a fraction of the time. From ``CV_FROM`` minutes, or with folds training
+side by side on a cluster, each architecture is a CV over the same folds, blended by out-of-fold predictions. Every
+run or CV chooses its TTA on its own held-out predictions; the minutes left are re-planned after each, so the whole
+ends within the budget. ``runs/compete-<time>/plan.json`` records the plan and what finished; rerunning the same
+command continues it (a finished fold or run is never trained again, a killed run resumes from its last epoch).
 """
 from __future__ import annotations
 
@@ -30,15 +32,25 @@ FOLDS = 3
 MIN_FOLD_MINUTES = {"cnn": 4.0, "resnet10": 8.0}
 OVERHEAD = 0.12
 RESERVE = 0.03
-TWO_ARCHS_FROM = 90.0  # minutes: below this, one architecture's CV gets the whole budget
+CV_FROM = 90.0  # minutes on one machine: below this, one run per architecture instead of a CV each
+TWO_ARCHS_FROM = 30.0  # minutes: below this, the cnn alone gets the whole budget
 ARCH_SHARE = {"cnn": 0.4, "resnet10": 0.6}
+
+
+@dataclass
+class CompeteResult:
+    submission: object  # submissions.make.Submission
+    estimate: float  # the final blend's (or model's) held-out accuracy
+    estimate_of: str  # "out-of-fold" (CVs) or "validation" (runs)
+    folder: Path
+    spent_minutes: float
 
 
 @dataclass
 class Plan:
     minutes: float
     archs: list[str]
-    folds: int
+    folds: int  # 1: one run per architecture on the validation split (no CV)
     refit: bool
     why: list[str] = field(default_factory=list)
 
@@ -54,30 +66,42 @@ class Plan:
         return max(minutes_left * share * (1 - RESERVE) / rounds - overhead_minutes, 0.5)
 
 
-def make_plan(minutes: float) -> Plan:
-    """The plan for a budget, and why; a budget too small for a 2-fold CV of the cnn is refused with what it needs."""
-    needed = 2 * MIN_FOLD_MINUTES["cnn"] / (1 - OVERHEAD)
+def make_plan(minutes: float, slots: int = 1) -> Plan:
+    """The plan for a budget, when ``slots`` folds can train side by side, and why; a budget too small for one cnn
+    run is refused with what it needs."""
+    needed = MIN_FOLD_MINUTES["cnn"] / (1 - OVERHEAD)
     if minutes < needed:
-        raise PipelineError(f"MINUTES={minutes:g} is too small for one CV of 2 folds of cnn at "
-                            f"{MIN_FOLD_MINUTES['cnn']:g} minutes each; give MINUTES={needed:.0f} or more")
+        raise PipelineError(f"MINUTES={minutes:g} is too small for one cnn run of {MIN_FOLD_MINUTES['cnn']:g} "
+                            f"minutes; give MINUTES={math.ceil(needed)} or more")
+    both = ["cnn", "resnet10"]
+    if minutes < CV_FROM and slots == 1:
+        archs = both if minutes >= TWO_ARCHS_FROM else ["cnn"]
+        why = [f"one run per architecture on the validation split, no CV: under {CV_FROM:g} minutes on one machine a "
+               f"CV's folds would each train a fraction as long (on a GIC hold-out, an hour: a cnn and a resnet10 run "
+               f"blended 0.770, three cnn folds 0.761)"]
+        why.append(f"2 architectures (cnn {ARCH_SHARE['cnn']:.0%}, resnet10 {ARCH_SHARE['resnet10']:.0%} of the time), "
+                   f"blended on their shared validation predictions" if len(archs) == 2 else
+                   f"1 architecture (cnn): under {TWO_ARCHS_FROM:g} minutes a resnet10 run would get too little time")
+        return Plan(minutes, archs, 1, refit=False, why=[*why, *common_reasons("run", "validation")])
     folds = FOLDS if minutes >= FOLDS * MIN_FOLD_MINUTES["cnn"] / (1 - OVERHEAD) else 2
     why = [f"{folds} folds: each architecture's models see {100 * (folds - 1) // folds}% of the labelled images, "
            f"and the out-of-fold predictions score every image once"]
-    both = ["cnn", "resnet10"]
-    per_fold_resnet = Plan(minutes, both, folds, refit=False).fold_minutes("resnet10", minutes, both)
-    if minutes >= TWO_ARCHS_FROM and per_fold_resnet >= MIN_FOLD_MINUTES["resnet10"]:
+    per_fold_resnet = Plan(minutes, both, folds, refit=False).fold_minutes("resnet10", minutes, both, slots)
+    if minutes >= CV_FROM and per_fold_resnet >= MIN_FOLD_MINUTES["resnet10"]:
         archs = both
         why.append(f"2 architectures (cnn {ARCH_SHARE['cnn']:.0%}, resnet10 {ARCH_SHARE['resnet10']:.0%} of the "
                    f"time): different models make a blend better than either")
         why.append("blend: greedy selection on the out-of-fold predictions of both CVs")
     else:
         archs = ["cnn"]
-        why.append(f"1 architecture (cnn): under {TWO_ARCHS_FROM:g} minutes a second CV would leave each fold "
-                   f"too little time")
-    why.append("refit skipped: a full-data model has no out-of-fold predictions to weigh it in the blend, and it "
-               "would cost as much as the CV it copies")
-    why.append("TTA: each CV picks its test-time augmentation on its out-of-fold predictions")
-    return Plan(minutes, archs, folds, refit=False, why=why)
+        why.append(f"1 architecture (cnn): under {CV_FROM:g} minutes a second CV would leave each fold too little time")
+    return Plan(minutes, archs, folds, refit=False, why=[*why, *common_reasons("CV", "out-of-fold")])
+
+
+def common_reasons(kind: str, held_out: str) -> list[str]:
+    return [f"refit skipped: a full-data model has no {held_out} predictions to weigh it in the blend, and it "
+            f"would cost as much as the {kind} it copies",
+            f"TTA: each {kind} picks its test-time augmentation on its {held_out} predictions"]
 
 
 def unfinished_compete(competition: str, minutes: float) -> Path | None:
@@ -90,19 +114,19 @@ def unfinished_compete(competition: str, minutes: float) -> Path | None:
 
 def compete(competition: str, minutes: float, settings_: list[str] | None = None,
             say: Callable[[str], None] = print, clock: Callable[[], float] = time.time, client=None,
-            fold_overhead: Callable | None = None):
-    """Run the plan for ``minutes``; return the submission (``submissions.make.Submission``) and the OOF estimate.
-    With a Dask ``client`` (``pipelines.cluster.open_client``) each fold is a task on its cluster, and a fold's
-    minutes grow with the folds that train side by side. ``fold_overhead(config, pool, folds) -> seconds`` is what
-    a fold spends outside training (``pipelines.fold.overhead_seconds``, timed here, by default)."""
+            fold_overhead: Callable | None = None) -> CompeteResult:
+    """Run the plan for ``minutes``; return the submission and its estimated score. With a Dask ``client``
+    (``pipelines.cluster.open_client``) each fold is a task on its cluster, and a fold's minutes grow with the folds
+    that train side by side. ``fold_overhead(config, pool, folds) -> seconds`` is what a fold (or run) spends outside
+    training (``pipelines.fold.overhead_seconds``, timed here, by default)."""
     from pipelines.cluster import slots
-    from pipelines.cv import run_cv  # TensorFlow
     from pipelines.data import load_dataset
     from pipelines.fold import overhead_seconds
     from pipelines.folds import labelled_pool
     from submissions.make import blend_submission, submission_from_runs
 
-    plan = make_plan(minutes)
+    side_by_side = slots(client)
+    plan = make_plan(minutes, side_by_side)
     if not load_competition(competition).has_split("test"):
         raise PipelineError(f"{competition}: no test split; compete makes a submission, put the test files in "
                             f"data/raw/<slug>/ first (make cv works without one)")
@@ -111,41 +135,71 @@ def compete(competition: str, minutes: float, settings_: list[str] | None = None
     if folder is None:
         folder = settings.runs_dir() / f"compete-{time.strftime('%Y%m%d-%H%M%S')}"
         folder.mkdir(parents=True)
-        state = {"competition": competition, "minutes": minutes, "plan": asdict(plan), "cvs": {},
+        state = {"competition": competition, "minutes": minutes, "plan": asdict(plan), "members": {}, "planned": {},
                  "started": clock(), "spent_before": 0.0}
     else:
         say(f"compete: continuing {folder}")
+        plan = Plan(**state["plan"])  # the plan it started with, so what finished fits it
+        if "cvs" in state:  # a plan.json written before runs could be members
+            state["members"] = {a: {"score": v.get("oof_accuracy"), **v} for a, v in state.pop("cvs").items()}
         state["spent_before"] = state.get("spent_before", 0.0) + state.get("spent", 0.0)
     started = clock()
-    say(f"compete: plan for {minutes:g} minutes: " + ", ".join(f"{a} x {plan.folds} folds" for a in plan.archs))
+    kind = "CV" if plan.folds > 1 else "run"
+    say(f"compete: plan for {minutes:g} minutes: " + ", ".join(
+        f"{a} x {plan.folds} folds" if plan.folds > 1 else f"{a} x 1 run" for a in plan.archs))
     for line in plan.why:
         say(f"  - {line}")
     write_json(folder / "plan.json", state)
-    first = pool = None
+    pool = None
     for index, arch in enumerate(plan.archs):
+        if arch in state["members"]:
+            say(f"compete: {arch}: {kind} already finished ({state['members'][arch]['folder']})")
+            continue
         left = minutes - state["spent_before"] - (clock() - started) / 60
-        side_by_side = slots(client)
-        if pool is None:
-            # a first load decodes and caches the images (with progress); run_cv then reads the cache
-            pool = labelled_pool(load_dataset(load_competition(competition), seed=settings.SEED))
-        timed = fold_overhead or overhead_seconds
-        overhead = timed(make_config(competition, arch, settings_, tuned="auto")[0], pool, plan.folds) / 60
-        per_fold = plan.fold_minutes(arch, left, plan.archs[index:], side_by_side, overhead)
-        say(f"compete: {arch}: {plan.folds} folds of {per_fold:.1f} minutes of training (+{overhead:.1f} minutes "
-            f"each predicting under every TTA view, measured), {min(side_by_side, plan.folds)} at a time "
-            f"({left:.1f} minutes left)")
+        if arch not in state.setdefault("planned", {}):  # a killed run or CV resumes with the minutes it was given
+            if pool is None:
+                # a first load decodes and caches the images (with progress); training then reads the cache
+                dataset = load_dataset(load_competition(competition), seed=settings.SEED)
+                pool, held_out = labelled_pool(dataset), len(dataset.val.ids) if dataset.val is not None else 0
+            # a run predicts its validation split, a fold its share of the pool: as many as that many folds' share
+            folds = plan.folds if plan.folds > 1 else max(round(len(pool) / max(held_out, 1)), 2)
+            timed = fold_overhead or overhead_seconds
+            overhead = timed(make_config(competition, arch, settings_, tuned="auto")[0], pool, folds) / 60
+            per_fold = plan.fold_minutes(arch, left, plan.archs[index:], side_by_side, overhead)
+            state["planned"][arch] = {"minutes": per_fold, "overhead": overhead}
+            write_json(folder / "plan.json", state)
+        per_fold, overhead = state["planned"][arch]["minutes"], state["planned"][arch]["overhead"]
+        what = f"{plan.folds} folds of" if plan.folds > 1 else "1 run of"
+        say(f"compete: {arch}: {what} {per_fold:.1f} minutes of training (+{overhead:.1f} minutes each predicting "
+            f"under every TTA view, measured), {min(side_by_side, plan.folds)} at a time ({left:.1f} minutes left)")
         config, _ = make_config(competition, arch, settings_, tuned="auto", minutes=per_fold)
-        result = run_cv(config, folds=plan.folds, folds_from=first, on_fold=say, client=client)
-        first = first or result.cv_dir
-        state["cvs"][arch] = {"folder": str(result.cv_dir), "oof_accuracy": result.metrics["oof_accuracy"]}
+        state["members"][arch] = train_member(config, plan, client, say, first=state["members"])
         state["spent"] = (clock() - started) / 60
         write_json(folder / "plan.json", state)
-    members = [Path(v["folder"]) for v in state["cvs"].values()]
+    members = [Path(v["folder"]) for v in state["members"].values()]
     if len(members) > 1:
         blended, made = blend_submission(members)
         estimate = blended.metrics["oof_accuracy"]
     else:
-        made, estimate = submission_from_runs(members), state["cvs"][plan.archs[0]]["oof_accuracy"]
+        made, estimate = submission_from_runs(members), state["members"][plan.archs[0]]["score"]
     state.update(done=True, estimate=estimate, submission=str(made.path), spent=(clock() - started) / 60)
     write_json(folder / "plan.json", state)
-    return made, estimate, state["spent_before"] + state["spent"]
+    return CompeteResult(made, estimate, "out-of-fold" if plan.folds > 1 else "validation", folder,
+                         state["spent_before"] + state["spent"])
+
+
+def train_member(config, plan: Plan, client, say: Callable[[str], None], first: dict) -> dict:
+    """One member of the final blend: a CV over the first CV's folds, or one run (``make train``'s: a killed one
+    resumes from its last epoch). Its folder and held-out score."""
+    if plan.folds > 1:
+        from pipelines.cv import run_cv  # TensorFlow
+
+        folds_from = Path(next(iter(first.values()))["folder"]) if first else None
+        result = run_cv(config, folds=plan.folds, folds_from=folds_from, on_fold=say, client=client)
+        return {"folder": str(result.cv_dir), "score": result.metrics["oof_accuracy"]}
+    from pipelines.train import train  # TensorFlow
+
+    result = train(config)
+    say(f"compete: {config.arch}: val_accuracy={result.metrics['val_accuracy']:.4f} "
+        f"({result.metrics['epochs_run']} epochs, {result.metrics['train_seconds']:.0f} s of training)")
+    return {"folder": str(result.run_dir), "score": result.metrics["val_accuracy"]}

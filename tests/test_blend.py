@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -46,3 +48,12 @@ def test_members_of_different_folds_or_one_member_are_refused(two_cvs, tiny_cvs)
         blend([two_cvs[0]])
     with pytest.raises(PipelineError, match="not a run folder"):
         blend([two_cvs[0], home])
+
+
+def test_make_blend_takes_members_by_the_names_it_printed(two_cvs, tiny_cvs):
+    home = tiny_cvs[0]
+    result = subprocess.run([sys.executable, "-m", "kip", "blend", "--competition", "tiny", "--runs",
+                             two_cvs[0].name, f"runs/{two_cvs[1].name}"], capture_output=True, text=True,
+                            env={"KIP_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(home)}, cwd="/")
+    assert result.returncode == 0, result.stderr
+    assert f"blend: {two_cvs[0].name}  weight" in result.stdout and "rows ->" in result.stdout

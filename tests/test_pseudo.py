@@ -4,6 +4,7 @@ import numpy as np
 
 from pipelines.config import TrainConfig
 from pipelines.train import train
+from pipelines.tuned import make_config
 
 
 def test_confident_test_predictions_are_added_with_their_labels_and_counted(cv_home):
@@ -19,3 +20,10 @@ def test_confident_test_predictions_are_added_with_their_labels_and_counted(cv_h
                                pseudo_labels=str(source), pseudo_threshold=0.99))
     assert json.loads((strict.run_dir / "config.json").read_text())["pseudo_labels_added"]["added"] < 12
     assert np.isfinite(result.metrics["val_accuracy"])
+
+
+def test_the_pseudo_label_source_may_be_named_as_make_printed_it(cv_home):
+    source = cv_home[1].cv_dir
+    for given in (source.name, f"runs/{source.name}"):
+        config, _ = make_config("tiny", "cnn", [f"pseudo_labels={given}"], tuned="0")
+        assert config.pseudo_labels == str(source.resolve()) and not config.problems()

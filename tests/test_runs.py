@@ -67,3 +67,15 @@ def test_reading_a_run(tiny, home):
     with pytest.raises(PipelineError, match="not a run folder"):
         runs.read_config(home)
     assert json.loads((result.run_dir / "metrics.json").read_text())["epochs_run"] == 1
+
+
+def test_a_run_is_found_by_path_by_path_from_the_project_home_or_by_name(home, tmp_path_factory, monkeypatch):
+    run = home / "runs" / "cnn-20260101-000000"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    assert runs.resolve_run("cnn-20260101-000000") == run  # the name `make train` printed
+    assert runs.resolve_run(run) == run
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))  # make run from the clone, KIP_HOME elsewhere
+    assert runs.resolve_run("runs/cnn-20260101-000000") == home / "runs" / "cnn-20260101-000000"
+    assert runs.find_runs(["cnn-20260101-000000"], "tiny") == [run]
+    assert runs.resolve_run("runs/nope") == runs.Path("runs/nope")  # as given, for the error that names it
