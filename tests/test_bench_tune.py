@@ -77,7 +77,7 @@ def test_make_bench_tune_transfer_scores_tuned_and_default_on_the_private_split(
     from tests.kaggle_server import client_env, make_command
 
     command = make_command("bench-tune-transfer", f"COMPETITION={tiny}", "MINUTES=1", "TRIALS=2", "FINAL_MINUTES=0.6",
-                           "CHECK=top=1", "PRUNER=none", "SET=epochs=1 verbose=0", "SPACE=batch_size=8")
+                           "CHECK=top=1 budget=0.5", "PRUNER=none", "SET=epochs=1 verbose=0", "SPACE=batch_size=8")
     # the timeout is a safety net for a hung process on a loaded machine, not a speed check
     result = subprocess.run(command, capture_output=True, text=True, cwd=home, env=client_env(home), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

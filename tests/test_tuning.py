@@ -56,7 +56,7 @@ def test_study_is_stored_in_sqlite_and_resumes_then_checks_before_recommending(t
     out = capsys.readouterr().out
     assert "search space for cnn" in out and "learning_rate" in out  # the space is printed at start
     assert "fidelity minutes=3 subset=0.5 scale=1 (final run 18 minutes)" in out
-    assert "final check at 9 of the final run's 18 minutes" in out
+    assert "final check at 18 of the final run's 18 minutes" in out
 
     best = json.loads(best_params_path(tiny, "cnn").read_text())
     check = study.user_attrs["check"]
@@ -275,5 +275,5 @@ def test_minutes_smaller_than_a_trial_and_the_check_is_one_line_and_writes_nothi
         tune(quick_config(tiny), build_space("cnn", QUICK), TuneOptions(trials=None, minutes=20))
     message = str(err.value)
     assert "\n" not in message and message.startswith("MINUTES=20 holds no trial")
-    assert "one 3-minute trial plus the final check (3 runs of 9 minutes) needs about 30 minutes" in message
+    assert "one 3-minute trial plus the final check (2 runs of 18 minutes) needs about 39 minutes" in message
     assert not (home / "tuning").exists()  # no study, no record

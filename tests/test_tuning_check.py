@@ -35,7 +35,7 @@ def fake_train(scores: dict[float, float], seen: list):
     return train
 
 
-def run_check(monkeypatch, home, study, scores, check=CheckOptions()):
+def run_check(monkeypatch, home, study, scores, check=CheckOptions(top=2, budget=0.5)):
     seen = []
     monkeypatch.setattr(tuning.check, "train", fake_train(scores, seen))
     config = TrainConfig(competition="tiny", minutes=18)

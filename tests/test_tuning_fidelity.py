@@ -62,8 +62,9 @@ def test_unknown_fidelity_option_from_the_command_line_writes_nothing(tiny, home
 
 
 def test_search_minutes_leave_the_final_check_its_share():
-    fidelity, check = Fidelity().resolve(18), CheckOptions()
+    fidelity, check = Fidelity().resolve(18), CheckOptions(top=2, budget=0.5)
     assert search_minutes(None, fidelity, check) is None
+    assert search_minutes(60, fidelity, CheckOptions()) == 24  # the default: 1 candidate and the default at 18
     assert search_minutes(60, fidelity, check) == 33  # 3 runs of 9 minutes for the check
     assert search_minutes(30, fidelity, check) == 3  # exactly one trial
     assert search_minutes(5, fidelity, CheckOptions(top=0)) == 5

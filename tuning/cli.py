@@ -67,7 +67,7 @@ def register(sub) -> None:
                    help="how a trial is a smaller copy of the final run: its minutes (default: the final run's / 6), "
                         "a class-stratified subset of train, a factor on the image size")
     t.add_argument("--check", default="", metavar="'top=N budget=F margin=A'",
-                   help="final check: retrain the top N (2) candidates and the default at F (0.5) x the final "
+                   help="final check: retrain the top N (1) candidates and the default at F (1.0) x the final "
                         "budget; the tuned parameters win only by at least A (0.005) accuracy")
     t.add_argument("--heartbeat", type=int, default=30, help="seconds between trial heartbeats (RDB storages)")
     add_cluster_arguments(t)
