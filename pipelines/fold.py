@@ -48,13 +48,13 @@ def fit_fold(config: TrainConfig, pool: Pool, fold_of: np.ndarray, fold: int, ru
     return result.metrics
 
 
-def overhead_seconds(config: TrainConfig, pool: Pool, folds: int, sample: int = 2048, fixed: float = FIXED_SECONDS,
-                     clock: Callable[[], float] = time.perf_counter) -> float:
-    """The seconds one fold of ``pool`` spends outside its training budget: predicting its held-out and the test
-    images under every TTA view (timed here on ``sample`` random images with the config's model, after a first
-    pass that traces), plus ``fixed`` for building, saving and plotting."""
+def overhead_seconds(config: TrainConfig, pool: Pool, held_out: int, sample: int = 2048,
+                     fixed: float = FIXED_SECONDS, clock: Callable[[], float] = time.perf_counter) -> float:
+    """The seconds one fold or run on ``pool`` spends outside its training budget: predicting its ``held_out``
+    images and the test images under every TTA view (timed here on ``sample`` random images with the config's
+    model, after a first pass that traces), plus ``fixed`` for building, saving and plotting."""
     model, _ = build_for_training(config, pool.images.shape[1:], len(pool.classes), steps_per_epoch=1)
-    sample = min(sample, max(len(pool) // folds, 1))  # no more than a fold predicts: large images are slow
+    sample = min(sample, max(held_out, 1))  # no more than it predicts: large images are slow
     images = np.random.default_rng(0).integers(0, 256, (sample, *pool.images.shape[1:]), dtype=np.uint8)
     identity = Standardizer(np.zeros(images.shape[1:], np.float32), np.ones(images.shape[1:], np.float32))
     view_probabilities(model, images, identity, ("mirror-right",))
@@ -63,7 +63,7 @@ def overhead_seconds(config: TrainConfig, pool: Pool, folds: int, sample: int = 
     per_image = (clock() - started) / sample
     keras.backend.clear_session()
     views = len({v for choice in TTA_CHOICES.values() for v in choice})
-    predicted = -(-len(pool) // folds) + (len(pool.test.ids) if pool.test is not None else 0)
+    predicted = held_out + (len(pool.test.ids) if pool.test is not None else 0)
     return per_image * views * predicted + fixed
 
 

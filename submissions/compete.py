@@ -117,7 +117,7 @@ def compete(competition: str, minutes: float, settings_: list[str] | None = None
             fold_overhead: Callable | None = None) -> CompeteResult:
     """Run the plan for ``minutes``; return the submission and its estimated score. With a Dask ``client``
     (``pipelines.cluster.open_client``) each fold is a task on its cluster, and a fold's minutes grow with the folds
-    that train side by side. ``fold_overhead(config, pool, folds) -> seconds`` is what a fold (or run) spends outside
+    that train side by side. ``fold_overhead(config, pool, held_out) -> seconds`` is what a fold or run spends outside
     training (``pipelines.fold.overhead_seconds``, timed here, by default)."""
     from pipelines.cluster import slots
     from pipelines.data import load_dataset
@@ -142,6 +142,7 @@ def compete(competition: str, minutes: float, settings_: list[str] | None = None
         plan = Plan(**state["plan"])  # the plan it started with, so what finished fits it
         if "cvs" in state:  # a plan.json written before runs could be members
             state["members"] = {a: {"score": v.get("oof_accuracy"), **v} for a, v in state.pop("cvs").items()}
+        state.setdefault("planned", {})
         state["spent_before"] = state.get("spent_before", 0.0) + state.get("spent", 0.0)
     started = clock()
     kind = "CV" if plan.folds > 1 else "run"
@@ -156,15 +157,16 @@ def compete(competition: str, minutes: float, settings_: list[str] | None = None
             say(f"compete: {arch}: {kind} already finished ({state['members'][arch]['folder']})")
             continue
         left = minutes - state["spent_before"] - (clock() - started) / 60
-        if arch not in state.setdefault("planned", {}):  # a killed run or CV resumes with the minutes it was given
+        if arch not in state["planned"]:  # a killed run or CV resumes with the minutes it was given
             if pool is None:
                 # a first load decodes and caches the images (with progress); training then reads the cache
                 dataset = load_dataset(load_competition(competition), seed=settings.SEED)
-                pool, held_out = labelled_pool(dataset), len(dataset.val.ids) if dataset.val is not None else 0
-            # a run predicts its validation split, a fold its share of the pool: as many as that many folds' share
-            folds = plan.folds if plan.folds > 1 else max(round(len(pool) / max(held_out, 1)), 2)
+                pool = labelled_pool(dataset)
+                # what a fold or run predicts besides the test split: its share of the pool, or the validation split
+                validation = len(dataset.val) if dataset.val is not None else 0
+                held_out = -(-len(pool) // plan.folds) if plan.folds > 1 else validation
             timed = fold_overhead or overhead_seconds
-            overhead = timed(make_config(competition, arch, settings_, tuned="auto")[0], pool, folds) / 60
+            overhead = timed(make_config(competition, arch, settings_, tuned="auto")[0], pool, held_out) / 60
             per_fold = plan.fold_minutes(arch, left, plan.archs[index:], side_by_side, overhead)
             state["planned"][arch] = {"minutes": per_fold, "overhead": overhead}
             write_json(folder / "plan.json", state)

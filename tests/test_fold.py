@@ -15,7 +15,7 @@ def test_a_folds_overhead_is_its_predictions_under_every_view_timed_here_plus_th
     pool = Pool([f"{i}.png" for i in range(20)], images, labels, ["train"] * 20, ["a", "b"],
                 SplitData(["t0.png", "t1.png", "t2.png"], images[:3]))
     ticks = iter([10.0, 12.0])  # the timed pass: 2 s for 8 images
-    seconds = overhead_seconds(TrainConfig(competition="tiny", arch="cnn"), pool, folds=2, sample=8, fixed=5.0,
+    seconds = overhead_seconds(TrainConfig(competition="tiny", arch="cnn"), pool, held_out=10, sample=8, fixed=5.0,
                                clock=lambda: next(ticks))
     views = len({v for choice in TTA_CHOICES.values() for v in choice})
     assert views == 10
