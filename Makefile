@@ -127,7 +127,8 @@ tune-report: $(INSTALLED) ## the study's fidelity, final check, parameter import
 bench-tune: $(INSTALLED) ## trials/hour and best score with and without pruning on a GIC-sized subset (MINUTES= per mode)
 	$(BIN)/python -m tuning.bench_tune $(if $(MINUTES),--minutes $(MINUTES))
 
-# KIP_HOME=/work/exp make bench-tune-transfer COMPETITION=gic-dev: about MINUTES + 2 x the final budget (96 minutes);
+# KIP_HOME=/work/exp make bench-tune-transfer COMPETITION=gic-dev: about MINUTES (62 minutes: the check's runs are the
+# final ones; 2 x the final budget more with CHECK="budget=0.5");
 # reduced: MINUTES=20 FINAL_MINUTES=6 (HOLDOUT=0.15 sets a private share of train aside instead of a labelled test)
 bench-tune-transfer: $(DATA_READY) ## make tune MINUTES=60 on train, then tuned vs default make train (FINAL_MINUTES=), scored on a private hold-out (HOLDOUT=)
 	$(BIN)/python -m tuning.bench_transfer --competition $(COMPETITION) --arch $(ARCH) --minutes $(or $(MINUTES),60) \

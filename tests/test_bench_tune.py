@@ -97,6 +97,22 @@ def test_make_bench_tune_transfer_scores_tuned_and_default_on_the_private_split(
     assert "difference, tuned minus default" in text and "never loses" in text and "target >= 20" in text
 
 
+def test_the_check_s_whole_runs_are_the_final_runs_and_nothing_is_trained_twice(tmp_path):
+    from tuning.bench_transfer import check_runs
+
+    default, winner, other = (tmp_path / name for name in ("cnn-default", "cnn-trial-0004", "cnn-trial-0002"))
+    for run in (default, winner, other):
+        run.mkdir()
+        (run / "model.keras").write_bytes(b"")
+    figures = {"budget": 1.0, "default": {"run_dir": str(default)},
+               "candidates": [{"trial": 2, "run_dir": str(other)}, {"trial": 4, "run_dir": str(winner)}]}
+    assert check_runs({"trial": 4, "check": figures}) == {"default": default, "candidate": winner}
+    assert check_runs({"trial": 4, "check": {**figures, "budget": 0.5}}) == {}  # lean runs at half: trained again
+    assert check_runs({"trial": None}) == {}  # no check ran
+    (winner / "model.keras").unlink()  # a run that left no model is trained again
+    assert check_runs({"trial": 4, "check": figures}) == {"default": default}
+
+
 def test_make_bench_tune_transfer_hands_on_its_knobs():
     from tests.test_makefile import make_dry_run
 

@@ -69,10 +69,13 @@ def test_study_is_stored_in_sqlite_and_resumes_then_checks_before_recommending(t
     assert best["params"] == {**study.trials[winner["trial"]].params, "epochs": 1, "batch_size": 8}
     gain = winner["val_accuracy"] - check["check"]["default"]["val_accuracy"]
     assert best["beats_default"] == (gain >= 0.005)
-    assert not (home / "runs" / "latest-tiny.txt").exists()  # trial runs are not what `make predict` picks up
-    # ... but the check's run folders can be named to predict with them
-    assert main(["predict", "--competition", tiny, "--runs", winner["run_dir"]]) == 0
-    assert list((home / "submissions").glob("trial-*.csv"))
+    # the check ran at the whole final budget: its winner is make train's run, what make predict now picks up
+    kept = winner["run_dir"] if best["beats_default"] else check["check"]["default"]["run_dir"]
+    assert best["run"] == kept and (Path(kept) / "val_predictions.npz").is_file()
+    assert (home / "runs" / "latest-tiny.txt").read_text().strip() == kept  # never a trial's run
+    assert "is a finished make train run at the final budget" in out
+    assert main(["predict", "--competition", tiny]) == 0
+    assert [p.name.split("-val")[0] for p in (home / "submissions").glob("*.csv")] == [Path(kept).name]
 
     # TUNED=1: make train uses the check's best candidate whether or not it won, and says so
     assert main(["train", "--competition", tiny, "--tuned", "1", "--set", "verbose=0", "--set", "minutes=0"]) == 0

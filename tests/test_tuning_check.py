@@ -29,7 +29,7 @@ def study_with(values: list[float]) -> optuna.Study:
 def fake_train(scores: dict[float, float], seen: list):
     """A train() that scores a recipe by its learning rate (the default's is 2e-3), without training."""
     def train(config, dataset=None, run_dir=None, lean=False, clock=None, **kwargs):
-        seen.append(config)
+        seen.append((config, lean))
         return SimpleNamespace(metrics={"val_accuracy": scores[round(config.learning_rate, 6)], "val_macro_f1": 0.5,
                                         "epochs_run": 3})
     return train
@@ -41,7 +41,8 @@ def run_check(monkeypatch, home, study, scores, check=CheckOptions(top=2, budget
     config = TrainConfig(competition="tiny", minutes=18)
     record = final_check(study, config, check, Fidelity().resolve(18), None, home / "runs" / "tune-tiny-cnn")
     write_record(record, "tiny", "cnn")
-    return record, seen
+    assert {lean for _, lean in seen} <= {check.budget < 1}  # whole runs, like make train's, at the whole budget
+    return record, [config for config, _ in seen]
 
 
 def test_candidates_are_the_top_finished_trials_other_than_the_default_one_per_recipe():
@@ -94,6 +95,19 @@ def test_nothing_to_check_keeps_the_default(monkeypatch, home, values, check, wh
     assert tuned_settings("tiny", "cnn") == ({}, f"train: not using the tuned parameters in "
                                                  f"{home / 'tuning' / 'best-tiny-cnn.json'}: {record['why']}; "
                                                  f"TUNED=1 uses them anyway")
+
+
+@pytest.mark.parametrize("scores, kept", [({0.002: 0.60, 0.003: 0.70}, "trial-0002"),
+                                          ({0.002: 0.60, 0.003: 0.55}, "default")])
+def test_at_the_whole_final_budget_the_winner_is_kept_as_the_final_run(monkeypatch, home, capsys, scores, kept):
+    study = study_with([0.6, 0.7, 0.9])
+    record, seen = run_check(monkeypatch, home, study, scores, CheckOptions())  # the default: top=1, budget=1
+    assert [c.minutes for c in seen] == [18, 18] and seen[0] == TrainConfig(competition="tiny", minutes=18)
+    assert record["run"].startswith(str(home / "runs" / "tune-tiny-cnn" / "check-after-3" / "cnn-"))
+    assert record["run"].endswith(kept) and record["check"]["candidates"][0]["run_dir"].endswith("trial-0002")
+    assert f"is a finished make train run at the final budget: {record['run']}" in capsys.readouterr().out
+    half, _ = run_check(monkeypatch, home, study, scores)  # below the whole budget the runs are lean: none kept
+    assert half["run"] is None
 
 
 def test_a_candidate_that_fails_in_the_check_cannot_win(monkeypatch, home, capsys):

@@ -4,12 +4,13 @@ On a competition's train split, with a private stratified hold-out the search ne
 test split when it has one, like the dev copy ``gic-dev``, unless ``--holdout`` is given; otherwise ``--holdout`` of
 the train split, 0.15 by default, set aside as ``data/raw/<slug>-private<percent>/``), it runs ``make tune MINUTES=``
 (its own study, the user's tuned-settings file left alone), then trains the default recipe and the check's best
-candidate at the final budget (``--final-minutes``, default make train's) exactly as ``make train`` does, and prints
+candidate at the final budget (``--final-minutes``, default make train's) exactly as ``make train`` does (with the
+default ``CHECK`` the check has trained exactly those runs at the whole final budget: they are used), and prints
 both private accuracies, that of what ``make train`` would use after the search ("tuned": the candidate only when
 the check let it win, else the default) and the difference. Result: ``reports/bench-tune-transfer/<slug>-<arch>.json``
 (and ``.md``).
 
-    KIP_HOME=/work/exp make bench-tune-transfer COMPETITION=gic-dev                    # 60 + 2 x 18 minutes
+    KIP_HOME=/work/exp make bench-tune-transfer COMPETITION=gic-dev                    # 60 minutes in all
     KIP_HOME=/work/exp make bench-tune-transfer COMPETITION=gic-dev MINUTES=20 FINAL_MINUTES=6 HOLDOUT=0.1
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ from competition.config import Competition  # noqa: E402
 from competition.errors import PipelineError, run_main  # noqa: E402
 from competition.fileio import write_json, write_text  # noqa: E402
 from competition.registry import load_competition  # noqa: E402
-from pipelines.config import parse_settings  # noqa: E402
+from pipelines.config import TrainConfig, parse_settings  # noqa: E402
 from tuning.fidelity import CheckOptions, Fidelity, describe, parse_options  # noqa: E402
 
 TARGET_POINTS, TARGET_TRIALS = 1.5, 20
@@ -93,6 +94,17 @@ def private_accuracy(run_dir: Path, competition: Competition) -> float:
     return float(np.mean(labels.to_numpy() == np.array([str(x) for x in prediction.labels])))
 
 
+def check_runs(check: dict) -> dict[str, Path]:
+    """The final check's own runs when it trained them at the whole final budget (``make train``'s runs, same
+    settings, same split, kept whole): ``default`` and the winning ``candidate``, by folder; none otherwise."""
+    figures = check.get("check") or {}
+    if figures.get("budget", 0) < 1:
+        return {}
+    found = {"default": figures["default"]["run_dir"]}
+    found.update(("candidate", c["run_dir"]) for c in figures["candidates"] if c["trial"] == check["trial"])
+    return {name: Path(run) for name, run in found.items() if (Path(run) / "model.keras").is_file()}
+
+
 def summary(result: dict) -> str:
     """The benchmark's answer in one line: both private accuracies and the difference."""
     p = result["private"]
@@ -113,7 +125,9 @@ def report(result: dict) -> str:
              f"{r['states'].get('pruned', 0)} pruned), {r['states'].get('fail', 0)} failed, in "
              f"{r['search_minutes']:.1f} minutes (target >= {TARGET_TRIALS}: "
              f"{'met' if r['finished'] >= TARGET_TRIALS else 'MISSED'})",
-             f"- final check: {'tuned parameters win: ' if c['beats_default'] else ''}{c['why']}", "",
+             f"- final check: {'tuned parameters win: ' if c['beats_default'] else ''}{c['why']}",
+             *([f"- final runs: the check's own ({', '.join(r['reused_check_runs'])}): it trained them at the whole "
+                f"final budget, as make train does"] if r.get("reused_check_runs") else []), "",
              "| recipe | private accuracy |", "|---|---|",
              f"| default | {r['private']['default']:.4f} |"]
     if r["private"].get("candidate") is not None:
@@ -169,17 +183,21 @@ def main(argv: list[str] | None = None, clock=time.time) -> int:
     study = tune(config, space, options, dataset=dataset, clock=clock)
     search_minutes = (clock() - started) / 60
     check, states = study.user_attrs["check"], count_states(study)
-    private = {"default": private_accuracy(train(config, dataset=dataset, run_dir=out / "default",
-                                                 clock=clock).run_dir, competition)}
+    reused = check_runs(check)
+
+    def final_run(name: str, recipe: TrainConfig) -> float:
+        run = reused.get(name) or train(recipe, dataset=dataset, run_dir=out / name, clock=clock).run_dir
+        return private_accuracy(run, competition)
+
+    private = {"default": final_run("default", config)}
     if check["params"]:
-        run = train(config.update(**check["params"]), dataset=dataset, run_dir=out / "candidate", clock=clock)
-        private["candidate"] = private_accuracy(run.run_dir, competition)
+        private["candidate"] = final_run("candidate", config.update(**check["params"]))
     private["tuned"] = private["candidate"] if check["beats_default"] else private["default"]
     result = {"competition": competition.slug, "arch": config.arch, "minutes": args.minutes,
               "final_minutes": config.minutes, "fidelity": describe(study.user_attrs.get("fidelity") or {}),
               "pruner": args.pruner, "train_images": len(dataset.train), "holdout_images": len(dataset.val),
               "private_images": len(dataset.test) if dataset.test is not None else 0,
-              "search_minutes": round(search_minutes, 2), "states": states,
+              "search_minutes": round(search_minutes, 2), "states": states, "reused_check_runs": sorted(reused),
               "finished": states.get("complete", 0) + states.get("pruned", 0), "check": check, "private": private,
               "difference_points": round(100 * (private["tuned"] - private["default"]), 2),
               "study": {"storage": options.storage, "name": options.study}}

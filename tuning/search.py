@@ -23,6 +23,7 @@ from competition.registry import load_competition
 from pipelines.cluster import scheduler_address
 from pipelines.config import TrainConfig
 from pipelines.data import load_dataset
+from pipelines.runs import mark_latest
 from tuning.check import final_check, write_record
 from tuning.fidelity import CheckOptions, Fidelity, check_study, reduce_dataset, search_minutes
 from tuning.objective import make_objective
@@ -148,6 +149,9 @@ def tune(config: TrainConfig, space: SearchSpace | None = None, options: TuneOpt
     record = final_check(final, config, options.check, fidelity, dataset, settings.runs_dir() / f"tune-{name}", clock)
     if options.record:
         write_record(record, slug, config.arch)
+        if record.get("run"):  # the check trained make train's run: make predict and make submit take it up
+            mark_latest(slug, Path(record["run"]))
+            print(f"tune: make predict and make submit use it (runs/latest-{slug}.txt); make train trains another")
     return final
 
 
