@@ -104,10 +104,10 @@ def test_the_check_s_whole_runs_are_the_final_runs_and_nothing_is_trained_twice(
     for run in (default, winner, other):
         run.mkdir()
         (run / "model.keras").write_bytes(b"")
-    figures = {"budget": 1.0, "default": {"run_dir": str(default)},
+    figures = {"kept": True, "default": {"run_dir": str(default)},
                "candidates": [{"trial": 2, "run_dir": str(other)}, {"trial": 4, "run_dir": str(winner)}]}
     assert check_runs({"trial": 4, "check": figures}) == {"default": default, "candidate": winner}
-    assert check_runs({"trial": 4, "check": {**figures, "budget": 0.5}}) == {}  # lean runs at half: trained again
+    assert check_runs({"trial": 4, "check": {**figures, "kept": False}}) == {}  # lean runs (budget < 1): trained again
     assert check_runs({"trial": None}) == {}  # no check ran
     (winner / "model.keras").unlink()  # a run that left no model is trained again
     assert check_runs({"trial": 4, "check": figures}) == {"default": default}

@@ -108,6 +108,7 @@ def test_at_the_whole_final_budget_the_winner_is_kept_as_the_final_run(monkeypat
     assert f"is a finished make train run at the final budget: {record['run']}" in capsys.readouterr().out
     half, _ = run_check(monkeypatch, home, study, scores)  # below the whole budget the runs are lean: none kept
     assert half["run"] is None
+    assert record["check"]["kept"] and not half["check"]["kept"]  # what make bench-tune-transfer reuses by
 
 
 def test_a_candidate_that_fails_in_the_check_cannot_win(monkeypatch, home, capsys):

@@ -98,7 +98,7 @@ def check_runs(check: dict) -> dict[str, Path]:
     """The final check's own runs when it trained them at the whole final budget (``make train``'s runs, same
     settings, same split, kept whole): ``default`` and the winning ``candidate``, by folder; none otherwise."""
     figures = check.get("check") or {}
-    if figures.get("budget", 0) < 1:
+    if not figures.get("kept"):
         return {}
     found = {"default": figures["default"]["run_dir"]}
     found.update(("candidate", c["run_dir"]) for c in figures["candidates"] if c["trial"] == check["trial"])

@@ -56,7 +56,7 @@ def final_check(study: optuna.Study, config: TrainConfig, check: CheckOptions, f
                          "the default stays: no trial other than the untuned recipe finished")
         return _finish(study, record)
     scaled = Fidelity(minutes=minutes, subset=1.0, final_minutes=config.minutes)  # full data; cap, warm-up scaled
-    whole = check.budget >= 1  # the runs are make train's: kept whole, the winner needs no rerun
+    whole = check.keeps_runs  # the runs are make train's: kept whole, the winner needs no rerun
     folder = runs_root / f"check-after-{len(study.trials)}"
     shutil.rmtree(folder, ignore_errors=True)  # an earlier check of the same trials: superseded
     budget = f"{minutes:g} of the final run's {config.minutes:g} minutes" if config.minutes else "the final epochs"
@@ -90,7 +90,7 @@ def final_check(study: optuna.Study, config: TrainConfig, check: CheckOptions, f
                   val_macro_f1=best["val_macro_f1"], run=(best if beats else default)["run_dir"] if whole else None,
                   why=(figures + ")" if beats else "the default stays: " + figures +
                        (f", less than the margin of {100 * check.margin:g} points)" if gain > 0 else ")")),
-                  check={"minutes": minutes, "final_minutes": config.minutes, "budget": check.budget,
+                  check={"minutes": minutes, "final_minutes": config.minutes, "budget": check.budget, "kept": whole,
                          "margin": check.margin, "default": default, "candidates": runs})
     return _finish(study, record)
 

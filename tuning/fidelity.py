@@ -128,6 +128,11 @@ class CheckOptions:
             out.append(f"margin={self.margin:g} must be an accuracy difference in [0, 1)")
         return out
 
+    @property
+    def keeps_runs(self) -> bool:
+        """At the whole final budget the check's runs are ``make train``'s runs: kept whole (else lean, as trials)."""
+        return self.budget >= 1
+
     def minutes(self, final_minutes: float) -> float:
         return final_minutes * self.budget
 
