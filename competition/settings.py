@@ -7,6 +7,7 @@ at a temporary folder.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 SEED = 42
@@ -25,6 +26,11 @@ def raw_dir(slug: str) -> Path:
 
 def cache_dir(slug: str) -> Path:
     return home() / "data" / "cache" / slug
+
+
+def stamp() -> str:
+    """The local time that names an output folder or file (``runs/cnn-<stamp>/``): sorts as it was made."""
+    return time.strftime("%Y%m%d-%H%M%S")
 
 
 def runs_dir() -> Path:

@@ -6,7 +6,6 @@ member's score and the blend's) and the blended ``oof_predictions.npz`` and ``te
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +73,7 @@ def blend(paths: list, rounds: int = 25) -> BlendResult:
     oof = sum(w * p for w, p in zip(weights, probabilities))
     found = scores(labels, oof, members[0].classes)
     member_scores = {m.name: float(np.mean(p.argmax(axis=1) == labels)) for m, p in zip(members, probabilities)}
-    blend_dir = settings.runs_dir() / f"blend-{time.strftime('%Y%m%d-%H%M%S')}"
+    blend_dir = settings.runs_dir() / f"blend-{settings.stamp()}"
     blend_dir.mkdir(parents=True, exist_ok=False)
     tests = [(w, test_probabilities(m)) for w, m in zip(weights, members) if w > 0]
     if any(set(t.ids) != set(tests[0][1].ids) for _, t in tests):

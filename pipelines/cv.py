@@ -122,7 +122,7 @@ def run_remote_folds(client, config: TrainConfig, slug: str, pool: Pool, fold_of
 
 
 def _new_cv_dir(arch: str) -> Path:
-    base = settings.runs_dir() / f"cv-{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = settings.runs_dir() / f"cv-{arch}-{settings.stamp()}"
     path, n = base, 1
     while True:
         try:

@@ -7,7 +7,6 @@ source's validation or out-of-fold accuracy as ``estimate``.
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 
@@ -45,7 +44,7 @@ def refit(source, progress: bool = True) -> RunResult:
     dataset = load_dataset(load_competition(config.competition), seed=config.seed, progress=progress)
     pool = labelled_pool(dataset)
     everything = Dataset(train=pool.part(np.arange(len(pool))), val=None, test=dataset.test, classes=pool.classes)
-    run_dir = settings.runs_dir() / f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}-refit"
+    run_dir = settings.runs_dir() / f"{config.arch}-{settings.stamp()}-refit"
     result = train(config, dataset=everything, run_dir=run_dir)
     saved = runs.read_config(run_dir)
     write_json(run_dir / "config.json", {**saved, "kind": "refit", "refit_of": str(member.path)})

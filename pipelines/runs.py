@@ -65,7 +65,7 @@ class RunLock:
 
 def new_run(arch: str) -> RunLock:
     """Make ``runs/<arch>-<time>/`` (unique if two runs start in the same second) and claim it."""
-    base = settings.runs_dir() / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = settings.runs_dir() / f"{arch}-{settings.stamp()}"
     path, n = base, 1
     while True:
         try:

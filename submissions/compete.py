@@ -133,7 +133,7 @@ def compete(competition: str, minutes: float, settings_: list[str] | None = None
     folder = unfinished_compete(competition, minutes)
     state = json.loads((folder / "plan.json").read_text()) if folder else {}
     if folder is None:
-        folder = settings.runs_dir() / f"compete-{time.strftime('%Y%m%d-%H%M%S')}"
+        folder = settings.runs_dir() / f"compete-{settings.stamp()}"
         folder.mkdir(parents=True)
         state = {"competition": competition, "minutes": minutes, "plan": asdict(plan), "members": {}, "planned": {},
                  "started": clock(), "spent_before": 0.0}

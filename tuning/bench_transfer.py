@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None, clock=time.time) -> int:
     if args.final_minutes is not None:
         config = config.update(minutes=args.final_minutes).validate()
     space = build_space(config.arch, args.space or [], fixed=parse_settings(args.set))
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = settings.stamp()
     out = settings.runs_dir() / f"bench-transfer-{competition.slug}-{config.arch}-{stamp}"
     options.storage, options.study = f"sqlite:///{out / 'studies.db'}", f"transfer-{stamp}"
     dataset = load_dataset(competition, seed=config.seed, progress=config.verbose > 0)

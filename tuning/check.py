@@ -12,6 +12,7 @@ import keras
 import optuna
 from optuna.trial import TrialState
 
+from competition import settings
 from competition.errors import first_line
 from pipelines.config import TrainConfig
 from pipelines.train import train
@@ -26,10 +27,10 @@ def candidates(study: optuna.Study, top: int) -> list[optuna.trial.FrozenTrial]:
     seen, out = [], []
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     for trial in sorted(done, key=lambda t: (-t.value, t.number)):
-        settings = recipe(trial)
-        if "start" in trial.user_attrs or settings in seen:
+        params = recipe(trial)
+        if "start" in trial.user_attrs or params in seen:
             continue
-        seen.append(settings)
+        seen.append(params)
         out.append(trial)
     return out[:top]
 
@@ -62,15 +63,15 @@ def final_check(study: optuna.Study, config: TrainConfig, check: CheckOptions, f
     budget = f"{minutes:g} of the final run's {config.minutes:g} minutes" if config.minutes else "the final epochs"
     print(f"tune: final check at {budget}: the untuned recipe and trial(s) "
           f"{', '.join(str(t.number) for t in found)}, on the full data and the same hold-out", flush=True)
-    name = f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"  # run folders named like make train's, for submissions
+    name = f"{config.arch}-{settings.stamp()}"  # run folders named like make train's, for submissions
     default = retrain(scaled.apply(config), dataset, folder / f"{name}-default", clock, lean=not whole)
     print(f"tune: check: untuned recipe {default[MONITOR]:.4f}", flush=True)
     runs = []
     for trial in found:
-        settings = scaled.apply(config.update(**recipe(trial)))
+        candidate = scaled.apply(config.update(**recipe(trial)))
         try:
             run = {"trial": trial.number, "search_value": trial.value, "params": recipe(trial),
-                   **retrain(settings, dataset, folder / f"{name}-trial-{trial.number:04d}", clock,
+                   **retrain(candidate, dataset, folder / f"{name}-trial-{trial.number:04d}", clock,
                              lean=not whole)}
         except Exception as err:  # out of memory at the full size, say: that candidate cannot win
             print(f"tune: check: trial {trial.number} failed: {first_line(err)}", flush=True)
