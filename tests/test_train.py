@@ -226,6 +226,32 @@ def test_a_schedule_ends_at_the_planned_step(kind):
         assert float(schedule(62)) == pytest.approx(1e-2 * (1 - 57 / 115), rel=1e-5)
 
 
+def test_the_weight_average_warms_up_so_a_short_run_does_not_keep_the_initial_weights():
+    from pipelines.models import build_model
+
+    x = np.random.default_rng(0).normal(size=(16, 16, 16, 3)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[np.arange(16) % 3]
+
+    def share_of_the_way(optimizer):
+        """How far the average moved from the initial weights, as a share of how far the raw weights moved."""
+        keras.utils.set_random_seed(0)
+        model = build_model("cnn", (16, 16, 3), 3)
+        model.compile(optimizer=optimizer, loss="categorical_crossentropy")
+        initial = [w.numpy().copy() for w in model.trainable_weights]
+        for _ in range(20):
+            model.train_on_batch(x, y)
+        raw = [w.numpy().copy() for w in model.trainable_weights]
+        model.optimizer.finalize_variable_values(model.trainable_weights)  # the model now holds the average
+        averaged = [w.numpy() for w in model.trainable_weights]
+        moved = sum(float(np.sum((a - i) ** 2)) for a, i in zip(averaged, initial))
+        return moved / sum(float(np.sum((r - i) ** 2)) for r, i in zip(raw, initial))
+
+    ours = share_of_the_way(make_optimizer(TrainConfig(learning_rate=1e-2, ema=0.999)))
+    keras_own = share_of_the_way(keras.optimizers.AdamW(1e-2, use_ema=True, ema_momentum=0.999))
+    assert keras_own < 0.1  # 20 steps at 0.999: the average is still almost the initial weights
+    assert 0.3 < ours < 1.0  # momentum (1 + t) / (10 + t) in the first steps: it follows the weights, lagging
+
+
 def test_ema_weights_are_scored_and_saved_when_they_validate_better(tmp_path):
     from pipelines.callbacks import KeepBest
     from pipelines.models import build_model
