@@ -73,7 +73,7 @@ def run_cv(config: TrainConfig, folds: int = 5, folds_from: Path | None = None, 
     folds = int(fold_of.max()) + 1
     described = {**dataclasses.asdict(config), "kind": "cv", "slug": competition.slug, "classes": pool.classes,
                  "cv": {"folds": folds, "labelled": len(pool), "folds_from": str(folds_from or "")}}
-    cv_dir = unfinished_cv(described) or _new_cv_dir(config.arch)
+    cv_dir = unfinished_cv(described) or runs.new_folder(f"cv-{config.arch}")
     lock = runs.RunLock.try_claim(cv_dir)
     if lock is None:
         raise PipelineError(f"{cv_dir}: another process is running this CV; wait for it")
@@ -119,18 +119,6 @@ def run_remote_folds(client, config: TrainConfig, slug: str, pool: Pool, fold_of
         say(f"cv: fold {fold + 1}/{folds}: val_accuracy={metrics['val_accuracy']:.4f} "
             f"({metrics['epochs_run']} epochs, {metrics['train_seconds']:.0f} s of training)")
     return {**dispatch.sent, "bytes": pool.images.nbytes + (pool.test.images.nbytes if pool.test is not None else 0)}
-
-
-def _new_cv_dir(arch: str) -> Path:
-    base = settings.runs_dir() / f"cv-{arch}-{settings.stamp()}"
-    path, n = base, 1
-    while True:
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
 
 
 def combine(cv_dir: Path, pool: Pool, fold_of: np.ndarray) -> dict:

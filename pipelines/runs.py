@@ -63,18 +63,22 @@ class RunLock:
         self.release()
 
 
-def new_run(arch: str) -> RunLock:
-    """Make ``runs/<arch>-<time>/`` (unique if two runs start in the same second) and claim it."""
-    base = settings.runs_dir() / f"{arch}-{settings.stamp()}"
+def new_folder(prefix: str) -> Path:
+    """Make ``runs/<prefix>-<time>/``, with ``-2``, ``-3``, ... when another started in the same second."""
+    base = settings.runs_dir() / f"{prefix}-{settings.stamp()}"
     path, n = base, 1
     while True:
         try:
             path.mkdir(parents=True)
-            break
+            return path
         except FileExistsError:
             n += 1
             path = base.with_name(f"{base.name}-{n}")
-    return RunLock.try_claim(path)
+
+
+def new_run(arch: str) -> RunLock:
+    """Make ``runs/<arch>-<time>/`` (unique if two runs start in the same second) and claim it."""
+    return RunLock.try_claim(new_folder(arch))
 
 
 def comparable(config: dict, names: set[str]) -> dict:
