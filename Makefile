@@ -48,9 +48,11 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 3
 
 INSTALLED   := $(VENV)/.installed
-DATA_READY  := data/raw/$(COMPETITION).ready
-LATEST_RUN  := runs/latest-$(COMPETITION).txt
-LATEST_SUB  := submissions/latest-$(COMPETITION).txt
+# data/, runs/ and submissions/ live under KIP_HOME when it is set (as kip itself reads it), else here
+HOME_DIR    := $(or $(KIP_HOME),.)
+DATA_READY  := $(HOME_DIR)/data/raw/$(COMPETITION).ready
+LATEST_RUN  := $(HOME_DIR)/runs/latest-$(COMPETITION).txt
+LATEST_SUB  := $(HOME_DIR)/submissions/latest-$(COMPETITION).txt
 TRAIN_ARGS   = --competition $(COMPETITION) --arch $(ARCH) $(if $(EPOCHS),--set epochs=$(EPOCHS)) $(if $(WEIGHTS),--set weights=$(WEIGHTS)) $(foreach s,$(SET),--set $(s)) \
 	$(if $(PSEUDO_THRESHOLD),--set pseudo_threshold=$(PSEUDO_THRESHOLD))
 # make train (and the implicit training behind make predict / make submit) honours MINUTES= and TUNED=
@@ -104,7 +106,7 @@ train: $(DATA_READY) ## train ARCH=cnn|resnet10|mobilenetv2 in MINUTES= (default
 cv: $(DATA_READY) ## k-fold CV over every labelled image (FOLDS=5, MINUTES= per fold or BUDGET= in all, FOLDS_FROM=, SCHEDULER=, WORKERS=) -> runs/cv-<arch>-<time>/
 	$(KIP) cv $(FIT_ARGS) --folds $(FOLDS) $(if $(BUDGET),--budget $(BUDGET)) $(if $(FOLDS_FROM),--folds-from '$(FOLDS_FROM)') $(CLUSTER_ARGS)
 
-compete: $(DATA_READY) ## MINUTES=120: plan the budget (a CV per architecture from 90 min, else one run each), blend, TTA, submission; resumable (SCHEDULER=, WORKERS=)
+compete: $(DATA_READY) ## MINUTES=120: plan the budget (a CV per architecture from 240 min, else one run each), blend, TTA, submission; resumable (SCHEDULER=, WORKERS=)
 	$(if $(MINUTES),,$(error give the budget: make compete MINUTES=120))
 	$(KIP) compete --competition $(COMPETITION) --minutes $(MINUTES) $(foreach s,$(SET),--set $(s)) $(CLUSTER_ARGS)
 
@@ -145,7 +147,8 @@ bench-fidelity: $(DATA_READY) ## which trial fidelity ranks recipes like the fin
 $(LATEST_SUB): $(LATEST_RUN)
 	$(KIP) predict $(PREDICT_ARGS)
 
-predict: $(LATEST_RUN) ## test probabilities (.npz with ids) + submission with the newest run (RUNS="a b", TTA=none|flip|shift|flip+shift); IMAGE=x.png: top 5
+# RUNS= names the runs: nothing is trained first
+predict: $(if $(RUNS),$(INSTALLED),$(LATEST_RUN)) ## test probabilities (.npz with ids) + submission with the newest run (RUNS="a b", TTA=none|flip|shift|flip+shift); IMAGE=x.png: top 5
 	$(KIP) predict $(PREDICT_ARGS)
 
 # FILE= uploads that file; RUNS="a b" predicts with those runs first; otherwise the newest submission (made if missing).

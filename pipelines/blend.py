@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from competition import settings
 from competition.errors import PipelineError
 from competition.fileio import write_json
 from pipelines.members import Member, check_members, read_member, test_probabilities, validation_probabilities
 from pipelines.metrics import scores
 from pipelines.probabilities import Probabilities, write_probabilities
+from pipelines.runs import new_folder
 
 CHOICE = "blend"  # the one "TTA choice" of a blend's predictions: each member's own TTA went into it
 
@@ -73,8 +73,6 @@ def blend(paths: list, rounds: int = 25) -> BlendResult:
     oof = sum(w * p for w, p in zip(weights, probabilities))
     found = scores(labels, oof, members[0].classes)
     member_scores = {m.name: float(np.mean(p.argmax(axis=1) == labels)) for m, p in zip(members, probabilities)}
-    blend_dir = settings.runs_dir() / f"blend-{settings.stamp()}"
-    blend_dir.mkdir(parents=True, exist_ok=False)
     tests = [(w, test_probabilities(m)) for w, m in zip(weights, members) if w > 0]
     if any(set(t.ids) != set(tests[0][1].ids) for _, t in tests):
         raise PipelineError("blend: the members predicted other test images; predict them on the current test split")
@@ -85,6 +83,7 @@ def blend(paths: list, rounds: int = 25) -> BlendResult:
         return next(iter(found.by_tta.values()))[[position[i] for i in order]]
 
     test = sum(w * rows(t) for w, t in tests)
+    blend_dir = new_folder("blend")
     write_probabilities(blend_dir / "oof_predictions.npz", Probabilities(ids, {CHOICE: oof}, labels))
     write_probabilities(blend_dir / "test_predictions.npz", Probabilities(order, {CHOICE: test}))
     write_json(blend_dir / "config.json", {"kind": "blend", "competition": members[0].competition,

@@ -40,6 +40,13 @@ def test_blending_two_cvs_of_the_same_folds_writes_weights_scores_and_prediction
     assert (result.blend_dir / "oof_predictions.npz").exists() and (result.blend_dir / "test_predictions.npz").exists()
 
 
+def test_a_second_blend_in_the_same_second_gets_its_own_folder(two_cvs, monkeypatch):
+    monkeypatch.setattr("competition.settings.stamp", lambda: "20260101-000000")
+    first, second = blend(list(two_cvs)), blend(list(two_cvs))
+    assert first.blend_dir.name == "blend-20260101-000000" and second.blend_dir.name == "blend-20260101-000000-2"
+    assert (first.blend_dir / "metrics.json").exists() and (second.blend_dir / "metrics.json").exists()
+
+
 def test_members_of_different_folds_or_one_member_are_refused(two_cvs, tiny_cvs):
     home = tiny_cvs[0]
     with pytest.raises(PipelineError, match="was scored on other images|blend members of one CV"):

@@ -7,7 +7,8 @@ from submissions.compete import MIN_FOLD_MINUTES, OVERHEAD, RESERVE, compete, ma
 
 
 @pytest.mark.parametrize("minutes, slots, archs, folds", [
-    (120, 1, ["cnn", "resnet10"], 3),  # a CV per architecture, blended out of fold
+    (240, 1, ["cnn", "resnet10"], 3),  # a CV per architecture, blended out of fold
+    (120, 1, ["cnn", "resnet10"], 1),
     (60, 1, ["cnn", "resnet10"], 1),  # one run each on the validation split, blended there
     (20, 1, ["cnn"], 1),
     (60, 2, ["cnn"], 3),  # folds side by side on a cluster cost what one run does: a CV
