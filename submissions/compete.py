@@ -22,6 +22,7 @@ from competition import settings
 from competition.errors import PipelineError
 from competition.fileio import write_json
 from competition.registry import load_competition
+from pipelines.runs import new_folder
 from pipelines.tuned import make_config
 
 FOLDS = 3
@@ -135,8 +136,7 @@ def compete(competition: str, minutes: float, settings_: list[str] | None = None
     folder = unfinished_compete(competition, minutes)
     state = json.loads((folder / "plan.json").read_text()) if folder else {}
     if folder is None:
-        folder = settings.runs_dir() / f"compete-{settings.stamp()}"
-        folder.mkdir(parents=True)
+        folder = new_folder("compete")
         state = {"competition": competition, "minutes": minutes, "plan": asdict(plan), "members": {}, "planned": {},
                  "started": clock(), "spent_before": 0.0}
     else:
