@@ -24,6 +24,8 @@ CHECK       ?=
 FINAL_MINUTES ?=
 HOLDOUT     ?=
 RECIPES     ?=
+VARIANTS    ?=
+SEEDS       ?=
 FIDELITIES  ?=
 empty       :=
 space       := $(empty) $(empty)
@@ -37,6 +39,7 @@ FOLDS       ?= 5
 BUDGET      ?=
 FOLDS_FROM  ?=
 RUN         ?=
+REFIT       ?=
 PSEUDO_THRESHOLD ?=
 SUBMISSION_HEADER ?=
 IMAGE       ?=
@@ -63,15 +66,15 @@ PREDICT_ARGS = --competition $(COMPETITION) $(if $(RUNS),--runs $(RUNS)) $(if $(
 	$(if $(SUBMISSION_HEADER),--submission-header '$(SUBMISSION_HEADER)')
 
 .PHONY: help venv demo data report train cv refit blend compete tune tune-report predict submit check-submission submissions lint format test test-fast \
-	clean clean-tuning bench bench-load bench-train bench-tune bench-scale bench-tune-transfer bench-fidelity
+	clean clean-tuning bench bench-load bench-train bench-tune bench-scale bench-tune-transfer bench-fidelity bench-recipe
 
 help: ## list every target with a one-line description
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-18s %s\n", $$1, $$2}'
 	@echo "  variables: COMPETITION=$(COMPETITION) ARCH=$(ARCH) EPOCHS= SET='name=value ...' MINUTES= TRIALS= WORKERS= STORAGE= SPACE= PRUNER= STUDY="
 	@echo "             FIDELITY='minutes=3 subset=0.5 scale=1' CHECK='top=2 budget=0.5 margin=0.005'"
-	@echo "             benchmarks: FINAL_MINUTES= HOLDOUT= (bench-tune-transfer) RECIPES= FIDELITIES='a;b' (bench-fidelity)"
+	@echo "             benchmarks: FINAL_MINUTES= HOLDOUT= (bench-tune-transfer) RECIPES= FIDELITIES='a;b' (bench-fidelity) VARIANTS='a=1;b=2' SEEDS= (bench-recipe)"
 	@echo "             RUNS= TTA= IMAGE= WEIGHTS= FILE= MESSAGE= TUNED=1|0 SUBMISSION_HEADER=id,label"
-	@echo "             FOLDS= BUDGET= FOLDS_FROM= RUN= PSEUDO_THRESHOLD= (with SET=pseudo_labels=<run or cv folder>)"
+	@echo "             FOLDS= BUDGET= FOLDS_FROM= RUN= REFIT=1 (make compete) PSEUDO_THRESHOLD= (with SET=pseudo_labels=<run or cv folder>)"
 	@echo "             SCHEDULER=tcp://host:8786 (make cv/tune/compete on a Dask cluster) or WORKERS=N (a local one)"
 
 $(INSTALLED): pyproject.toml
@@ -106,9 +109,9 @@ train: $(DATA_READY) ## train ARCH=cnn|resnet10|mobilenetv2 in MINUTES= (default
 cv: $(DATA_READY) ## k-fold CV over every labelled image (FOLDS=5, MINUTES= per fold or BUDGET= in all, FOLDS_FROM=, SCHEDULER=, WORKERS=) -> runs/cv-<arch>-<time>/
 	$(KIP) cv $(FIT_ARGS) --folds $(FOLDS) $(if $(BUDGET),--budget $(BUDGET)) $(if $(FOLDS_FROM),--folds-from '$(FOLDS_FROM)') $(CLUSTER_ARGS)
 
-compete: $(DATA_READY) ## MINUTES=120: plan the budget (a CV per architecture from 240 min, else one run each), blend, TTA, submission; resumable (SCHEDULER=, WORKERS=)
+compete: $(DATA_READY) ## MINUTES=120: plan the budget (a CV per architecture from 240 min, else one run each), blend, TTA, submission; resumable (REFIT=1, SCHEDULER=, WORKERS=)
 	$(if $(MINUTES),,$(error give the budget: make compete MINUTES=120))
-	$(KIP) compete --competition $(COMPETITION) --minutes $(MINUTES) $(foreach s,$(SET),--set $(s)) $(CLUSTER_ARGS)
+	$(KIP) compete --competition $(COMPETITION) --minutes $(MINUTES) $(if $(filter 1,$(REFIT)),--refit) $(foreach s,$(SET),--set $(s)) $(CLUSTER_ARGS)
 
 refit: $(INSTALLED) ## RUN=<run or cv folder>: its settings trained on every labelled image, for the epochs it found -> submission -refit
 	$(if $(RUN),,$(error give RUN=<run or cv folder>, for example RUN=runs/cv-cnn-20261125-120000))
@@ -137,6 +140,11 @@ bench-tune-transfer: $(DATA_READY) ## make tune MINUTES=60 on train, then tuned 
 		$(if $(FINAL_MINUTES),--final-minutes $(FINAL_MINUTES)) $(if $(HOLDOUT),--holdout $(HOLDOUT)) \
 		$(if $(FIDELITY),--fidelity '$(FIDELITY)') $(if $(CHECK),--check '$(CHECK)') $(if $(TRIALS),--trials $(TRIALS)) \
 		--pruner $(PRUNER) $(foreach s,$(SET),--set $(s)) $(foreach s,$(SPACE),--space '$(s)')
+
+bench-recipe: $(DATA_READY) ## does a recipe change pay? default vs VARIANTS='a=1;b=2 c=3' at MINUTES=, SEEDS=, scored on a private hold-out (HOLDOUT=)
+	$(BIN)/python -m pipelines.bench_recipe --competition $(COMPETITION) --arch $(ARCH) $(if $(MINUTES),--minutes $(MINUTES)) \
+		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(HOLDOUT),--holdout $(HOLDOUT)) $(foreach s,$(SET),--set $(s)) \
+		$(foreach v,$(subst ;, ,$(subst $(space),~,$(VARIANTS))),--variant '$(subst ~, ,$(v))')
 
 # KIP_HOME=/work/exp make bench-fidelity COMPETITION=gic-dev: about RECIPES x (final budget + the fidelities' budgets)
 bench-fidelity: $(DATA_READY) ## which trial fidelity ranks recipes like the final run (RECIPES=8, FIDELITIES='a;b', FINAL_MINUTES=)

@@ -27,7 +27,7 @@ AUGMENT_PRESETS = {
 }
 
 # Model options a builder may or may not take; None means "the builder's own default".
-MODEL_OPTIONS = ("batchnorm", "global_pool", "weights", "zero_init_residual")
+MODEL_OPTIONS = ("batchnorm", "global_pool", "weights", "zero_init_residual", "width_multiplier", "blocks_per_stage")
 
 
 @dataclass
@@ -64,6 +64,8 @@ class TrainConfig:
     global_pool: bool | None = None  # cnn
     weights: str | None = None  # pretrained weights file (mobilenetv2)
     zero_init_residual: bool | None = None  # resnet10: each block starts as the identity
+    width_multiplier: float | None = None  # every architecture: its channel widths times this (the builder's: 1)
+    blocks_per_stage: int | None = None  # resnet10: 2 is a ResNet18 (the builder's: 1)
     # augmentation
     augment: str = "standard"  # a preset of AUGMENT_PRESETS
     augment_strength: float = 1.0  # scales rotation, zoom, brightness and translation
@@ -74,6 +76,10 @@ class TrainConfig:
     translation: float | None = None  # fraction of the size
     mixup: float = 0.0  # Beta(alpha, alpha); 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha); 0 = off
+    # progressive resizing: the image size grows from progressive_scale of the full size to full over the first
+    # `progressive` share of the planned steps (pipelines.resize); 0 = off
+    progressive: float = 0.0
+    progressive_scale: float = 0.5
     # pseudo-labels: confident test predictions of a finished run, CV or blend folder, added to train
     pseudo_labels: str | None = None
     pseudo_threshold: float = 0.9
@@ -145,6 +151,10 @@ class TrainConfig:
         need(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
         need(0 <= self.dropout_rate < 1, "dropout_rate", "must be in [0, 1)")
         need(self.augment_strength >= 0, "augment_strength", "must be 0 or more")
+        if self.width_multiplier is not None:
+            need(0 < self.width_multiplier <= 8, "width_multiplier", "must be above 0 and at most 8")
+        if self.blocks_per_stage is not None:
+            need(1 <= self.blocks_per_stage <= 8, "blocks_per_stage", "must be 1 to 8")
         for name, (high, closed) in {"rotation": (180, True), "zoom": (1, False), "brightness": (1, True),
                                      "translation": (1, False)}.items():
             value = getattr(self, name)
@@ -153,6 +163,11 @@ class TrainConfig:
                      f"must be in [0, {high}{']' if closed else ')'}")
         need(self.mixup >= 0, "mixup", "must be 0 (off) or more")
         need(self.cutmix >= 0, "cutmix", "must be 0 (off) or more")
+        need(0 <= self.progressive <= 1, "progressive", "must be in [0, 1] (a share of the planned steps; 0 = off)")
+        need(0.25 <= self.progressive_scale <= 1, "progressive_scale", "must be in [0.25, 1] (of the full size)")
+        if self.progressive and (self.arch == "mobilenetv2" or self.global_pool is False):
+            out.append(f"progressive={self.progressive:g} needs a model that takes any image size (cnn with global "
+                       f"pooling, resnet10), not {self.arch}{' without global_pool' if self.arch == 'cnn' else ''}")
         need(self.verbose in (0, 1, 2), "verbose", "must be 0, 1 or 2")
         need(0 < self.pseudo_threshold < 1, "pseudo_threshold", "must be between 0 and 1")
         if self.pseudo_labels:

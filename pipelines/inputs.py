@@ -87,12 +87,13 @@ def label_targets(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def make_tf_dataset(images, targets, standardizer: Standardizer, batch_size: int, shuffle_seed: int | None = None,
-                    augment=None):
+                    augment=None, resize=None):
     """uint8 arrays -> batched, (augmented,) standardized, prefetched ``tf.data.Dataset``.
 
     ``targets`` None gives images only, in order (prediction). With ``shuffle_seed`` the order is reshuffled every
     epoch and only whole batches are kept (training; a set smaller than one batch is one batch). Augmentation runs
-    on whole batches in 0..255, before the standardization, in parallel with training.
+    on whole batches in 0..255, before the standardization, in parallel with training; ``resize`` (progressive
+    resizing, ``pipelines.resize.resize_batch``) after it, since the standardization is per pixel of the full size.
     """
     mean = tf.constant(standardizer.mean, tf.float32)
     scale = tf.constant(standardizer.scale, tf.float32)
@@ -107,6 +108,7 @@ def make_tf_dataset(images, targets, standardizer: Standardizer, batch_size: int
 
     def prepare(x, y):
         x, y = augment(x, y) if augment is not None else (tf.cast(x, tf.float32), y)
-        return (tf.cast(x, tf.float32) - mean) / scale, y
+        x = (tf.cast(x, tf.float32) - mean) / scale
+        return resize(x, y) if resize is not None else (x, y)
 
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

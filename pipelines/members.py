@@ -52,10 +52,15 @@ def read_member(path: Path) -> Member:
 
 
 def validation_probabilities(member: Member) -> Probabilities:
-    """Out-of-fold (CV, blend) or validation (run) predictions; a refit has none."""
+    """Out-of-fold (CV, blend) or validation (run) predictions. A refit has none of its own (it trained on every
+    labelled image): it stands in with its source's, so a blend weighs it as it weighed its source, the usual
+    practice of choosing the weights on held-out predictions and applying them to full-data models."""
     if member.kind == "refit":
-        raise PipelineError(f"{member.path}: a refit has no validation predictions (it trained on every labelled "
-                            f"image); blend its source instead")
+        source = runs.read_config(member.path).get("refit_of")
+        if not source or not Path(source).is_dir():
+            raise PipelineError(f"{member.path}: a refit has no validation predictions of its own and its source "
+                                f"{source or '(not recorded)'} is gone; blend the source's run or CV instead")
+        return validation_probabilities(read_member(Path(source)))
     name = "val_predictions.npz" if member.kind == "run" else "oof_predictions.npz"
     return read_probabilities(member.path / name)
 

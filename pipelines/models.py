@@ -55,6 +55,11 @@ def classifier_head(x, num_classes: int, name: str = "predictions"):
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name=name)(x)
 
 
+def scaled_width(channels: int, width_multiplier: float) -> int:
+    """``channels`` times ``width_multiplier``, in multiples of 8 (what oneDNN's kernels block by), at least 8."""
+    return max(8, int(round(channels * width_multiplier / 8)) * 8) if width_multiplier != 1 else channels
+
+
 def conv_block(x, filters: int, name: str, batchnorm: bool = True, kernel_size: int = 3, fused: bool = True):
     """Conv -> (batch norm) -> ReLU -> 2x2 max pooling."""
     x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=not batchnorm, name=f"{name}_conv")(x)
@@ -74,17 +79,19 @@ def build_cnn(
     global_pool: bool = True,
     dropout_rate: float = 0.3,
     fused_batchnorm: bool = True,
+    width_multiplier: float = 1.0,
 ) -> keras.Model:
     """The reference CNN: conv 64-64-128-256 (kernel 3, ReLU, max pooling), dense 256-256.
 
     ``batchnorm=False, global_pool=False, dropout_rate=0`` is the plain published network; the default
     adds batch norm, global average pooling instead of flattening, and dropout after each dense layer.
+    ``width_multiplier`` scales the convolutions' filters (0.5: 32-32-64-128).
     """
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     for index, width in enumerate(filters, start=1):
-        x = conv_block(x, width, name=f"block{index}", batchnorm=batchnorm, kernel_size=kernel_size,
-                       fused=fused_batchnorm)
+        x = conv_block(x, scaled_width(width, width_multiplier), name=f"block{index}", batchnorm=batchnorm,
+                       kernel_size=kernel_size, fused=fused_batchnorm)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x) if global_pool else layers.Flatten(name="flatten")(x)
     for index, units in enumerate(dense_units, start=1):
         x = layers.Dense(units, activation="relu", name=f"dense{index}")(x)
@@ -118,15 +125,18 @@ def build_resnet10(
     dropout_rate: float = 0.0,
     fused_batchnorm: bool = True,
     zero_init_residual: bool = False,
+    width_multiplier: float = 1.0,
 ) -> keras.Model:
     """ResNet10 for small images: a 3x3 stem, four stages of basic blocks, global pooling.
 
     ``stem_stride=None`` picks 2 for images of 64 pixels and more (the four stages then run at 32..4 pixels,
-    about 4x less work than a full-resolution stem), else 1.
+    about 4x less work than a full-resolution stem), else 1. ``width_multiplier`` scales every stage's width (0.5:
+    32-64-128-256, about a quarter of the work); ``blocks_per_stage=2`` is a ResNet18.
     """
+    widths = tuple(scaled_width(width, width_multiplier) for width in widths)
     inputs = keras.Input(shape=input_shape, name="image")
     if stem_stride is None:
-        stem_stride = 2 if min(input_shape[:2]) >= 64 else 1
+        stem_stride = default_stem_stride(input_shape)
     x = layers.Conv2D(widths[0], 3, strides=stem_stride, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = batch_norm("stem_bn", fused_batchnorm)(x)
     x = layers.Activation("relu", name="stem_relu")(x)
@@ -174,6 +184,21 @@ def build_mobilenetv2(
 
 
 MODELS = {"cnn": build_cnn, "resnet10": build_resnet10, "mobilenetv2": build_mobilenetv2}
+# the smallest image side each network takes: the cnn halves it four times (valid pooling), resnet10 pads
+SMALLEST_SIDE = {"cnn": 16, "resnet10": 8, "mobilenetv2": 32}
+
+
+def default_stem_stride(input_shape) -> int:
+    """resnet10's stem stride for images of this shape: 2 from 64 pixels (the stages then run at 32..4), else 1."""
+    return 2 if min(input_shape[:2]) >= 64 else 1
+
+
+def any_size_input(arch: str, input_shape, options: dict) -> tuple[tuple, dict]:
+    """The input shape and options of a model that takes images of any size (progressive resizing): height and
+    width left open, and what the builder would have chosen from the full size fixed (resnet10's stem stride)."""
+    if arch == "resnet10" and options.get("stem_stride") is None:
+        options = {**options, "stem_stride": default_stem_stride(input_shape)}
+    return (None, None, input_shape[-1]), options
 
 
 def option_problems(arch: str, options: dict) -> list[str]:

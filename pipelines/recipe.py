@@ -11,7 +11,7 @@ from keras import ops
 
 from competition.errors import PipelineError
 from pipelines.config import PRECISIONS, SCHEDULES, TrainConfig
-from pipelines.models import build_model
+from pipelines.models import any_size_input, build_model
 
 
 def cpu_flags() -> set[str]:
@@ -149,7 +149,10 @@ def build_for_training(config: TrainConfig, input_shape, num_classes: int, steps
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(precision)
     try:
-        model = build_model(config.arch, input_shape, num_classes, **config.model_options())
+        shape, options = input_shape, config.model_options()
+        if config.progressive:  # the training images change size: the model takes any
+            shape, options = any_size_input(config.arch, input_shape, options)
+        model = build_model(config.arch, shape, num_classes, **options)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     schedule = None

@@ -37,14 +37,20 @@ def refit_config(source) -> TrainConfig:
     return config.update(minutes=0, epochs=int(epochs), patience=int(epochs) + 1, tta=member.tta)
 
 
-def refit(source, progress: bool = True) -> RunResult:
-    """Train ``source``'s settings on every labelled image; write ``runs/<arch>-<time>-refit/``."""
+def refit_folder(arch: str):
+    """Where a new refit of ``arch`` goes: ``runs/<arch>-<time>-refit/``."""
+    return settings.runs_dir() / f"{arch}-{settings.stamp()}-refit"
+
+
+def refit(source, progress: bool = True, run_dir=None) -> RunResult:
+    """Train ``source``'s settings on every labelled image; write ``run_dir`` (a killed refit named again resumes
+    from its last epoch), by default a new ``refit_folder``."""
     member = read_member(source)
     config = refit_config(source)
     dataset = load_dataset(load_competition(config.competition), seed=config.seed, progress=progress)
     pool = labelled_pool(dataset)
     everything = Dataset(train=pool.part(np.arange(len(pool))), val=None, test=dataset.test, classes=pool.classes)
-    run_dir = settings.runs_dir() / f"{config.arch}-{settings.stamp()}-refit"
+    run_dir = run_dir or refit_folder(config.arch)
     result = train(config, dataset=everything, run_dir=run_dir)
     saved = runs.read_config(run_dir)
     write_json(run_dir / "config.json", {**saved, "kind": "refit", "refit_of": str(member.path)})

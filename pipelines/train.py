@@ -17,7 +17,8 @@ from competition.errors import PipelineError
 from competition.fileio import atomic_path, write_json
 from competition.registry import load_competition
 from pipelines import plots, runs
-from pipelines.callbacks import Budget, KeepBest, TimeBudget
+from pipelines.budget import Budget, TimeBudget
+from pipelines.callbacks import KeepBest
 from pipelines.config import TrainConfig
 from pipelines.data import Dataset, load_dataset
 from pipelines.evaluate import evaluate
@@ -28,6 +29,7 @@ from pipelines.normalize import fit_standardizer
 from pipelines.probabilities import Probabilities, write_probabilities
 from pipelines.pseudo import with_pseudo_labels
 from pipelines.recipe import build_for_training, resolve_precision
+from pipelines.resize import ProgressiveResize, resize_batch, size_schedule, size_variable
 
 MONITOR = "val_accuracy"
 
@@ -135,19 +137,26 @@ def claim_folder(config: TrainConfig, run_dir: Path | None, lean: bool) -> runs.
     return lock or runs.new_run(config.arch)
 
 
-def run_callbacks(session: Session, run_dir: Path, lean: bool, clock, validate) -> tuple[list, KeepBest | None]:
-    """The time budget, best-model keeping (resumable checkpoint and backup, or weights in memory for a lean
-    trial; the optimizer's moving average when it validates better), early stopping, the CSV log and the
-    progress bar; and the keeper, to restore a lean trial's best weights. Without a validation split (a refit)
-    nothing is kept or stopped early: the last epoch is the model."""
+def run_callbacks(session: Session, run_dir: Path, lean: bool, clock, validate,
+                  resizing: tuple | None = None) -> tuple[list, KeepBest | None]:
+    """The time budget, progressive resizing (``resizing``: the size schedule and its variable), best-model keeping
+    (resumable checkpoint and backup, or weights in memory for a lean trial; the optimizer's moving average when it
+    validates better), early stopping, the CSV log and the progress bar; and the keeper, to restore a lean trial's
+    best weights. Without a validation split (a refit) nothing is kept or stopped early: the last epoch is the
+    model."""
     config, model_path = session.config, run_dir / "model.keras"
     verbose = progress_verbosity(config.verbose)
     progbar = keras.callbacks.ProgbarLogger() if verbose else None
-    out, keep = [], None
+    out, keep, budget = [], None, None
     if config.minutes > 0:
-        out.append(TimeBudget(Budget(config.minutes * 60, session.steps_per_epoch, config.epochs), session.schedule,
-                              None if lean else run_dir / "plan.json", progbar=progbar, verbose=config.verbose,
-                              clock=clock))
+        cost = resizing[0].relative_cost if resizing else None
+        budget = TimeBudget(Budget(config.minutes * 60, session.steps_per_epoch, config.epochs, cost=cost),
+                            session.schedule, None if lean else run_dir / "plan.json", progbar=progbar,
+                            verbose=config.verbose, clock=clock)
+        out.append(budget)
+    if resizing:
+        planned = (lambda: budget.planned_steps) if budget else (lambda: config.epochs * session.steps_per_epoch)
+        out.append(ProgressiveResize(*resizing, session.steps_per_epoch, planned, verbose=config.verbose))
     if session.dataset.val is not None:
         before = [] if lean else runs.read_history(run_dir).get(MONITOR, [])
         keep = KeepBest(MONITOR, None if lean else model_path,
@@ -172,9 +181,12 @@ def fit(session: Session, run_dir: Path, callbacks, lean: bool, clock) -> RunRes
         "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes,
         "train_size": len(dataset.train), "val_size": len(val) if val is not None else 0,
         "precision_used": session.precision, "pseudo_labels_added": session.pseudo_labels})
+    sizes = size_schedule(config, dataset.input_shape)
+    resizing = (sizes, size_variable(sizes)) if sizes else None
     train_ds = make_tf_dataset(dataset.train.images, label_targets(dataset.train.labels, dataset.num_classes),
                                standardizer, config.batch_size, shuffle_seed=config.seed,
-                               augment=make_augmenter(config, seed=config.seed))
+                               augment=make_augmenter(config, seed=config.seed),
+                               resize=resize_batch(resizing[1], sizes.full) if resizing else None)
     val_ds = None if val is None else make_tf_dataset(
         val.images, label_targets(val.labels, dataset.num_classes), standardizer, config.batch_size * 2)
 
@@ -182,7 +194,7 @@ def fit(session: Session, run_dir: Path, callbacks, lean: bool, clock) -> RunRes
         probs = predict_probabilities(weights_model, val.images, standardizer)
         return float(np.mean(probs.argmax(axis=1) == val.labels))
 
-    run_callbacks_, keep = run_callbacks(session, run_dir, lean, clock, validate)
+    run_callbacks_, keep = run_callbacks(session, run_dir, lean, clock, validate, resizing)
     started = time.perf_counter()
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=progress_verbosity(config.verbose),
               shuffle=False, callbacks=run_callbacks_ + list(callbacks))
@@ -198,6 +210,9 @@ def fit(session: Session, run_dir: Path, callbacks, lean: bool, clock) -> RunRes
         raise PipelineError(f"{run_dir}: no epoch finished with a {MONITOR}; nothing to evaluate")
     metrics = {"epochs_run": len(history.get("loss", [])), "train_seconds": round(train_seconds, 1),
                "precision": session.precision, "tta": config.tta if config.tta != "auto" else "none"}
+    resizer = next((c for c in run_callbacks_ if isinstance(c, ProgressiveResize)), None)
+    if resizer is not None:
+        metrics["image_sizes"] = [list(size) for size in resizer.sizes_used]
     if val is not None:
         best = model if lean else keras.models.load_model(model_path, compile=False)
         found = evaluate(best, val.images, val.labels, standardizer, dataset.classes,

@@ -112,12 +112,14 @@ def cmd_compete(args) -> None:
     from submissions.compete import compete
 
     with cluster_session(args.scheduler, args.workers) as client:
-        result = compete(args.competition, args.minutes, args.set, client=client)
+        result = compete(args.competition, args.minutes, args.set, client=client, refit=args.refit)
     print(f"compete: {result.submission.rows} rows -> {result.submission.path}")
     if result.estimate_of == "out-of-fold":
         caveat = ("on the low side: each image was scored by one fold's model, the submission averages them all")
     else:
         caveat = "on the high side: the TTA and the blend weights were chosen on the same validation images"
+    if result.refit:
+        caveat += "; it is the refits' sources' score (a refit has none of its own)"
     print(f"compete: estimated score ({result.estimate_of} accuracy of the final model) {result.estimate:.4f}, "
           f"{caveat}; {result.spent_minutes:.1f} of {args.minutes:g} minutes")
 
@@ -162,6 +164,8 @@ def register(sub) -> None:
     compete = add_stage(sub, "compete", cmd_compete, "turn a CPU budget into the best submission: plan, CVs, blend, "
                         "TTA, submission", tensorflow=True)
     compete.add_argument("--minutes", type=float, required=True, help="the whole budget")
+    compete.add_argument("--refit", action="store_true", help="refit each run or CV on every labelled image and "
+                         "blend the refits (their minutes come out of the runs')")
     compete.add_argument("--set", action="append", metavar="NAME=VALUE", help="any training setting for every model")
     add_cluster_arguments(compete)
     demo = add_training_arguments(add_stage(sub, "demo", cmd_demo, "the whole chain on the embedded demo competition",

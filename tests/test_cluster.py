@@ -16,7 +16,7 @@ from pipelines.config import TrainConfig
 from pipelines.cv import run_cv
 from pipelines.fold import fold_done
 from pipelines.probabilities import read_probabilities
-from submissions.compete import RESERVE
+from submissions.compete_plan import RESERVE
 from tests.conftest import QUICK_CV
 from tests.loopback import LoopbackCluster, free_port, started_folds, wait_for
 from tests.test_makefile import make_dry_run

@@ -1,43 +1,7 @@
 import json
+from pathlib import Path
 
-import pytest
-
-from competition.errors import PipelineError
-from submissions.compete import MIN_FOLD_MINUTES, OVERHEAD, RESERVE, compete, make_plan, unfinished_compete
-
-
-@pytest.mark.parametrize("minutes, slots, archs, folds", [
-    (240, 1, ["cnn", "resnet10"], 3),  # a CV per architecture, blended out of fold
-    (120, 1, ["cnn", "resnet10"], 1),
-    (60, 1, ["cnn", "resnet10"], 1),  # one run each on the validation split, blended there
-    (20, 1, ["cnn"], 1),
-    (60, 2, ["cnn"], 3),  # folds side by side on a cluster cost what one run does: a CV
-    (10, 2, ["cnn"], 2)])
-def test_the_plan_fits_the_budget_and_says_why(minutes, slots, archs, folds):
-    plan = make_plan(minutes, slots)
-    assert plan.archs == archs and plan.folds == folds and plan.why
-    left = minutes
-    for index, arch in enumerate(plan.archs):  # each CV or run spends its training plus the overhead it assumes
-        per_fold = plan.fold_minutes(arch, left, plan.archs[index:], slots)
-        assert per_fold >= MIN_FOLD_MINUTES[arch]
-        left -= per_fold * -(-plan.folds // slots) / (1 - OVERHEAD)
-    assert left == pytest.approx(0, abs=1e-6)  # the whole budget is planned, and no more
-    assert any(("no CV" in line) == (folds == 1) for line in plan.why)
-
-
-@pytest.mark.parametrize("slots", [1, 2, 3])
-def test_a_measured_overhead_comes_out_of_each_folds_training_time(slots):
-    plan, overhead = make_plan(60, slots=2), 1.5  # a 3-fold CV; minutes a fold spends predicting, measured
-    per_fold = plan.fold_minutes("cnn", 60, ["cnn"], slots, overhead_minutes=overhead)
-    rounds = -(-plan.folds // slots)  # folds side by side share a round
-    assert rounds * (per_fold + overhead) == pytest.approx(60 * (1 - RESERVE))
-    assert plan.fold_minutes("cnn", 60, ["cnn"], slots, overhead_minutes=0.0) == pytest.approx(per_fold + overhead)
-
-
-def test_a_budget_too_small_for_one_fold_says_what_it_needs():
-    with pytest.raises(PipelineError, match=r"^MINUTES=1 is too small for one cnn run of 4 minutes; give MINUTES=5 or"):
-        make_plan(1)
-    assert make_plan(5).archs == ["cnn"]
+from submissions.compete import compete, unfinished_compete
 
 
 def test_compete_runs_its_plan_resumably_and_writes_a_submission(tiny, home):
@@ -58,3 +22,27 @@ def test_compete_runs_its_plan_resumably_and_writes_a_submission(tiny, home):
     assert f"compete: continuing {folder}" in lines and any("run already finished" in line for line in lines)
     assert sorted(p.name for p in (home / "runs").glob("cnn-*")) == trained  # nothing trained again
     assert again.estimate == result.estimate and json.loads((folder / "plan.json").read_text())["done"]
+
+
+def test_compete_with_refit_blends_the_refits_and_resumes_an_unfinished_one(tiny, home):
+    lines = []
+    result = compete("tiny", 11, ["epochs=1", "batch_size=8", "verbose=0"], say=lines.append, refit=True)
+    [folder] = (home / "runs").glob("compete-*")
+    state = json.loads((folder / "plan.json").read_text())
+    refitted = Path(state["refits"]["cnn"]["folder"])
+    assert state["refits"]["cnn"]["done"] and refitted.name.endswith("-refit") and result.refit
+    assert json.loads((refitted / "config.json").read_text())["refit_of"] == state["members"]["cnn"]["folder"]
+    sidecar = json.loads(result.submission.path.with_suffix(".json").read_text())
+    assert "-refit" in result.submission.path.name and "no validation score of its own" in sidecar["note"]
+    assert result.estimate == state["members"]["cnn"]["score"]  # the run's validation score, as an estimate
+    assert any(line.startswith("  - refit (REFIT=1): each run") for line in lines)
+    assert unfinished_compete("tiny", 11) is None
+    state["refits"]["cnn"]["done"], state["done"] = False, False  # as if killed during the refit
+    (folder / "plan.json").write_text(json.dumps(state))
+    assert unfinished_compete("tiny", 11) is None and unfinished_compete("tiny", 11, refit=True) == folder
+    lines.clear()
+    again = compete("tiny", 11, ["epochs=1", "batch_size=8", "verbose=0"], say=lines.append, refit=True)
+    assert any("run already finished" in line for line in lines)
+    assert f"compete: cnn: refit of {Path(state['members']['cnn']['folder']).name} on every labelled image" in lines
+    assert sorted(p.name for p in (home / "runs").glob("*-refit")) == [refitted.name]  # the same folder, resumed
+    assert again.submission.path.exists()

@@ -79,3 +79,25 @@ def test_zero_init_residual_starts_each_block_as_the_identity():
     gammas = [layer.gamma.numpy() for layer in model.layers if layer.name.endswith("_bn2")]
     assert len(gammas) == 4 and all((g == 0).all() for g in gammas)
     assert (model.get_layer("stem_bn").gamma.numpy() == 1).all()
+
+
+def test_width_multiplier_scales_the_channels_and_blocks_per_stage_deepens_resnet10():
+    convs = [layer.filters for layer in build_model("cnn", (32, 32, 3), 4, width_multiplier=0.5).layers
+             if layer.name.endswith("_conv")]
+    assert convs == [32, 32, 64, 128]
+    assert [layer.filters for layer in build_model("cnn", (32, 32, 3), 4, width_multiplier=1.3).layers
+            if layer.name.endswith("_conv")] == [80, 80, 168, 336]  # multiples of 8
+    resnet = build_model("resnet10", (32, 32, 3), 10, width_multiplier=0.5, blocks_per_stage=2)
+    assert resnet.get_layer("stage4_block2_conv2").filters == 256 and resnet.get_layer("stem_conv").filters == 32
+    with pytest.raises(PipelineError, match="blocks_per_stage=2 is not an option of cnn"):
+        build_model("cnn", (32, 32, 3), 4, blocks_per_stage=2)
+
+
+def test_model_size_options_are_training_settings():
+    from pipelines.config import TrainConfig
+
+    assert TrainConfig(arch="resnet10", width_multiplier=0.5, blocks_per_stage=2).model_options() == {
+        "dropout_rate": 0.3, "width_multiplier": 0.5, "blocks_per_stage": 2}
+    problems = TrainConfig(width_multiplier=0, blocks_per_stage=0).problems()
+    assert "width_multiplier=0 must be above 0 and at most 8" in problems
+    assert "blocks_per_stage=0 must be 1 to 8" in problems

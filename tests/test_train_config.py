@@ -79,7 +79,7 @@ def test_a_model_option_the_builder_does_not_take_is_refused(tiny):
     config = TrainConfig(arch="resnet10").update(**parse_settings(["global_pool=false"]))
     assert option_problems(config.arch, config.model_options()) == [
         "global_pool=False is not an option of resnet10 (it takes blocks_per_stage, dropout_rate, fused_batchnorm, "
-        "stem_stride, widths, zero_init_residual)"]
+        "stem_stride, width_multiplier, widths, zero_init_residual)"]
     assert option_problems("cnn", TrainConfig().model_options()) == []  # defaults are left to the builder
 
 

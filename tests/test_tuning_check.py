@@ -133,10 +133,26 @@ def test_make_train_says_which_parameters_it_uses_and_fits_the_tuned_epochs_to_i
     assert said.endswith("(they beat the default recipe: won): {'epochs': 20, 'learning_rate': 0.01}")
     # the cap binds at the same share of a longer (or shorter) budget than the one the study checked
     config, said = make_config(tiny, "cnn", ["minutes=36"])
-    assert config.epochs == 40 and said.endswith("; epochs 20 was tuned for 18 minutes, so 40 for this run's 36")
+    assert config.epochs == 40 and "; epochs 20 was tuned for 18 minutes, so 40 for this run's 36;" in said
     assert make_config(tiny, "cnn", minutes=9)[0].epochs == 10  # a budget the caller plans (a CV fold's) too
     assert make_config(tiny, "cnn", ["minutes=36", "epochs=25"])[0].epochs == 25  # given on its own: kept
     assert make_config(tiny, "cnn", ["minutes=0"])[0].epochs == 20  # no budget: the cap as tuned
     config, said = make_config(tiny, "cnn", tuned="0")
     assert config == TrainConfig(competition=tiny)
     assert said == "train: the default recipe (TUNED=0: tuned parameters are not used)"
+
+
+def test_a_longer_budget_than_the_default_scales_the_default_caps_so_the_budget_ends_the_run(tiny, home):
+    from pipelines.tuned import make_config
+
+    default = TrainConfig()
+    config, said = make_config(tiny, "cnn", ["minutes=45"])
+    assert (config.epochs, config.patience) == (150, 25)
+    assert said.endswith("; the default caps (epochs 60, patience 10) are for 18 minutes, so epochs 150, "
+                         "patience 25 for this run's 45")
+    assert make_config(tiny, "cnn", minutes=36)[0].epochs == 120  # a budget the caller plans (compete's) too
+    config = make_config(tiny, "cnn", ["minutes=45", "epochs=70"])[0]  # given: kept, patience still scaled
+    assert (config.epochs, config.patience) == (70, 25)
+    for shorter in (["minutes=5"], ["minutes=0"], None):  # the default budget or less, or none: the default caps
+        config = make_config(tiny, "cnn", shorter)[0]
+        assert (config.epochs, config.patience) == (default.epochs, default.patience)

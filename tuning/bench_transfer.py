@@ -16,84 +16,22 @@ the check let it win, else the default) and the difference. Result: ``reports/be
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
 
 from competition import settings  # noqa: E402
-from competition.config import Competition  # noqa: E402
-from competition.errors import PipelineError, run_main  # noqa: E402
+from competition.errors import run_main  # noqa: E402
 from competition.fileio import write_json, write_text  # noqa: E402
 from competition.registry import load_competition  # noqa: E402
 from pipelines.config import TrainConfig, parse_settings  # noqa: E402
+from pipelines.holdout import private_accuracy, private_holdout  # noqa: E402
 from tuning.fidelity import CheckOptions, Fidelity, describe, parse_options  # noqa: E402
 
 TARGET_POINTS, TARGET_TRIALS = 1.5, 20
-DEFAULT_HOLDOUT = 0.15
-
-
-def private_holdout(competition: Competition, fraction: float | None, seed: int) -> Competition:
-    """The competition itself when its test split is labelled and no ``fraction`` is asked for; else a copy of it
-    whose test split is a stratified ``fraction`` (default 0.15) of its train split (the same image files; its val
-    split, if any, kept), written once to ``data/raw/<slug>-private<percent>/``."""
-    if fraction is None and competition.test_labels and (competition.raw_dir / competition.test_labels).is_file():
-        return competition
-    fraction = DEFAULT_HOLDOUT if fraction is None else fraction
-    if not 0 < fraction < 1:
-        raise PipelineError(f"HOLDOUT={fraction:g}: the private share of train must be between 0 and 1, e.g. 0.15")
-    train = competition.split_source("train") if competition.splits else None
-    if train is None or train.csv is None or not train.csv.is_file():
-        raise PipelineError(f"{competition.slug}: no train CSV to hold images out of; use a CSV-layout competition "
-                            f"(e.g. COMPETITION=gic-dev)")
-    slug = f"{competition.slug}-private{round(100 * fraction)}"
-    raw = settings.raw_dir(slug)
-    if not (raw / "competition.toml").exists():
-        frame = pd.read_csv(train.csv, dtype={competition.image_column: str})
-        try:
-            rest, held = train_test_split(frame, test_size=fraction, stratify=frame[competition.label_column],
-                                          random_state=seed)
-        except ValueError as err:
-            raise PipelineError(f"HOLDOUT={fraction:g}: {err}; give another share") from None
-        raw.mkdir(parents=True, exist_ok=True)
-        rest.to_csv(raw / "train.csv", index=False)
-        held[[competition.image_column]].to_csv(raw / "test.csv", index=False)
-        held.to_csv(raw / "test_labels.csv", index=False)
-        val = competition.split_source("val")
-        write_text(raw / "competition.toml", "\n".join([
-            f"slug = {json.dumps(slug)}", f"image_column = {json.dumps(competition.image_column)}",
-            f"label_column = {json.dumps(competition.label_column)}", f"channels = {competition.channels}",
-            *([f"image_size = {list(competition.image_size)}"] if competition.image_size else []),
-            f"image_extension = {json.dumps(competition.image_extension)}",
-            f"validation_fraction = {competition.validation_fraction}",
-            'test_labels = "test_labels.csv"', 'sample_submission = ""',
-            "[splits.train]", 'csv = "train.csv"', f"images = {json.dumps(str(train.images))}",
-            *(["[splits.val]", f"csv = {json.dumps(str(val.csv))}", f"images = {json.dumps(str(val.images))}"]
-              if val is not None and val.csv is not None and val.present else []),
-            "[splits.test]", 'csv = "test.csv"', f"images = {json.dumps(str(train.images))}", ""]))
-    return load_competition(slug)
-
-
-def private_accuracy(run_dir: Path, competition: Competition) -> float:
-    """Accuracy of a run (with the TTA it chose on validation) on the labelled test split."""
-    from pipelines.predict import predict
-
-    prediction = predict([run_dir], progress=False)
-    truth = pd.read_csv(competition.raw_dir / competition.test_labels, dtype=str)
-    truth = truth.set_index(competition.image_column)[competition.label_column]
-    labels = truth.reindex([str(i) for i in prediction.ids])
-    if labels.isna().any():
-        raise PipelineError(f"{competition.raw_dir / competition.test_labels}: no label for image "
-                            f"{labels.index[labels.isna()][0]!r}; the labels must cover the test split")
-    return float(np.mean(labels.to_numpy() == np.array([str(x) for x in prediction.labels])))
-
-
 def check_runs(check: dict) -> dict[str, Path]:
     """The final check's own runs when it trained them at the whole final budget (``make train``'s runs, same
     settings, same split, kept whole): ``default`` and the winning ``candidate``, by folder; none otherwise."""
