@@ -74,7 +74,7 @@ def plan_for(minutes: float, slots: int) -> Plan:
         archs = both if minutes >= TWO_ARCHS_FROM else ["cnn"]
         why = [f"one run per architecture on the validation split, no CV: under {CV_FROM:g} minutes on one machine a "
                f"CV's folds would each train a fraction as long (on a GIC hold-out: a cnn and a resnet10 run blended "
-               f"0.780 in 60 minutes, a 3-fold CV of each blended 0.771 in 120)"]
+               f"0.780 in 60 minutes and 0.785 in 120, a 3-fold CV of each 0.771 in 120)"]
         why.append(f"2 architectures (cnn {ARCH_SHARE['cnn']:.0%}, resnet10 {ARCH_SHARE['resnet10']:.0%} of the time), "
                    f"blended on their shared validation predictions" if len(archs) == 2 else
                    f"1 architecture (cnn): under {TWO_ARCHS_FROM:g} minutes a resnet10 run would get too little time")
