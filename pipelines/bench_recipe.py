@@ -86,6 +86,9 @@ def report(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
+    from pipelines.quiet import import_tensorflow
+
+    import_tensorflow()  # without TensorFlow's start-up noise
     from pipelines.data import load_dataset
     from pipelines.train import train
 

@@ -30,8 +30,9 @@ def private_holdout(competition: Competition, fraction: float | None, seed: int)
         raise PipelineError(f"HOLDOUT={fraction:g}: the private share of train must be between 0 and 1, e.g. 0.15")
     train = competition.split_source("train") if competition.splits else None
     if train is None or train.csv is None or not train.csv.is_file():
-        raise PipelineError(f"{competition.slug}: no train CSV to hold images out of; use a CSV-layout competition "
-                            f"(e.g. COMPETITION=gic-dev)")
+        raise PipelineError(f"{competition.slug}: no train CSV to hold images out of and no labelled test split; use a "
+                            f"competition whose train split is a CSV, or give its test labels (test_labels = "
+                            f"\"<csv>\" in data/raw/<slug>/competition.toml)")
     slug = f"{competition.slug}-private{round(100 * fraction)}"
     raw = settings.raw_dir(slug)
     if not (raw / "competition.toml").exists():
