@@ -51,15 +51,9 @@ def scale_caps_to_budget(config: TrainConfig, chosen: set[str]) -> tuple[TrainCo
     default = TrainConfig()
     if not config.minutes or config.minutes <= default.minutes:
         return config, ""
-    ratio = config.minutes / default.minutes
-    scaled = {name: math.ceil(getattr(default, name) * ratio) for name in ("epochs", "patience")
-              if name not in chosen and getattr(config, name) == getattr(default, name)}
-    if not scaled:
-        return config, ""
-    return config.update(**scaled), (f"; the default caps ({', '.join(f'{k} {getattr(default, k)}' for k in scaled)}) "
-                                     f"are for {default.minutes:g} minutes, so "
-                                     f"{', '.join(f'{k} {v}' for k, v in scaled.items())} for this run's "
-                                     f"{config.minutes:g}")
+    names = [name for name in ("epochs", "patience")
+             if name not in chosen and getattr(config, name) == getattr(default, name)]
+    return rescale_caps(config, names, default.minutes, "the default caps ({caps}) are for")
 
 
 def fit_tuned_epochs(config: TrainConfig, record: dict) -> tuple[TrainConfig, str]:
@@ -68,9 +62,19 @@ def fit_tuned_epochs(config: TrainConfig, record: dict) -> tuple[TrainConfig, st
     tuned_for = (record.get("fidelity") or {}).get("final_minutes")
     if not tuned_for or not config.minutes or config.minutes == tuned_for:
         return config, ""
-    epochs = max(1, round(config.epochs * config.minutes / tuned_for))
-    return config.update(epochs=epochs), (f"; epochs {config.epochs} was tuned for {tuned_for:g} minutes, so "
-                                          f"{epochs} for this run's {config.minutes:g}")
+    return rescale_caps(config, ["epochs"], tuned_for, "{caps} was tuned for")
+
+
+def rescale_caps(config: TrainConfig, names: list[str], sized_for: float, lead: str) -> tuple[TrainConfig, str]:
+    """The caps ``names`` (epochs, patience) times this run's budget over the ``sized_for`` minutes they were set
+    for, rounded up, and a note (``lead`` with ``{caps}``, the caps before) that says so."""
+    if not names:
+        return config, ""
+    scaled = {name: max(1, math.ceil(getattr(config, name) * config.minutes / sized_for)) for name in names}
+    caps = ", ".join(f"{name} {getattr(config, name)}" for name in names)
+    return config.update(**scaled), (f"; {lead.format(caps=caps)} {sized_for:g} minutes, so "
+                                     f"{', '.join(f'{k} {v}' for k, v in scaled.items())} for this run's "
+                                     f"{config.minutes:g}")
 
 
 # ------------------------------------------------------------------------------------------------ tuned settings

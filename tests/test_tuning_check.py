@@ -133,7 +133,7 @@ def test_make_train_says_which_parameters_it_uses_and_fits_the_tuned_epochs_to_i
     assert said.endswith("(they beat the default recipe: won): {'epochs': 20, 'learning_rate': 0.01}")
     # the cap binds at the same share of a longer (or shorter) budget than the one the study checked
     config, said = make_config(tiny, "cnn", ["minutes=36"])
-    assert config.epochs == 40 and "; epochs 20 was tuned for 18 minutes, so 40 for this run's 36;" in said
+    assert config.epochs == 40 and "; epochs 20 was tuned for 18 minutes, so epochs 40 for this run's 36;" in said
     assert make_config(tiny, "cnn", minutes=9)[0].epochs == 10  # a budget the caller plans (a CV fold's) too
     assert make_config(tiny, "cnn", ["minutes=36", "epochs=25"])[0].epochs == 25  # given on its own: kept
     assert make_config(tiny, "cnn", ["minutes=0"])[0].epochs == 20  # no budget: the cap as tuned

@@ -1,0 +1,55 @@
+"""The time budget with steps of changing cost (progressive resizing): it measures what a small step really costs."""
+import numpy as np
+import pytest
+
+from pipelines.budget import Budget, TimeBudget
+from pipelines.resize import SizeSchedule
+from tests.conftest import FakeClock
+
+
+class Model:
+    stop_training = False
+
+
+def run_budget(budget: Budget, step_seconds) -> tuple[TimeBudget, float, int]:
+    """Drive a TimeBudget through a whole fit as Keras would; ``step_seconds(fraction)`` is what each step takes.
+    Returns the callback, the seconds spent and the steps trained."""
+    clock = FakeClock()
+    callback = TimeBudget(budget, schedule=None, plan_path=None, verbose=0, clock=clock)
+    callback.set_model(Model())
+    callback.on_train_begin()
+    steps, started = 0, clock.now
+    for epoch in range(budget.max_epochs):
+        callback.on_epoch_begin(epoch)
+        for batch in range(budget.steps_per_epoch):
+            clock.now += step_seconds(steps / callback.planned_steps)
+            steps += 1
+            callback.on_train_batch_end(batch)
+            if callback.model.stop_training:
+                break
+        callback.on_epoch_end(epoch)
+        if callback.model.stop_training:
+            break
+    return callback, clock.now - started, steps
+
+
+@pytest.mark.parametrize("fixed", [0.0, 0.2, 0.5])
+def test_the_budget_measures_the_fixed_part_of_a_small_step_and_spends_the_budget(fixed):
+    sizes = SizeSchedule(full=(64, 64), share=0.5, start=0.5, smallest=16)
+
+    def step_seconds(fraction):  # 1 s at full size; a fixed part plus the rest by the pixels
+        return fixed + (1 - fixed) * float(sizes.relative_cost(np.array([fraction]))[0])
+
+    callback, spent, steps = run_budget(Budget(seconds=2000, steps_per_epoch=20, max_epochs=1000,
+                                               cost=sizes.relative_cost), step_seconds)
+    assert callback.overhead == pytest.approx(fixed, abs=0.03)
+    assert 0.95 * 2000 <= spent <= 2000  # the budget is spent, and no more
+    # what the plan expected the steps to cost is what they cost
+    expected = sum(step_seconds(s / steps) for s in range(steps))
+    assert expected == pytest.approx(spent, rel=0.02)
+
+
+def test_without_sizes_to_compare_the_overhead_stays_as_assumed():
+    callback, spent, _ = run_budget(Budget(seconds=300, steps_per_epoch=10, max_epochs=1000,
+                                           cost=lambda f: np.ones_like(np.asarray(f, dtype=float))), lambda f: 1.0)
+    assert callback.overhead == Budget(1, 1, 1).overhead and 0.95 * 300 <= spent <= 300
