@@ -52,7 +52,7 @@ class TimeBudget(keras.callbacks.Callback):
         self.measure_steps = max(1, min(budget.measure_steps, self.steps_per_epoch - self.warmup_steps - 1))
         self.margin, self.verbose, self.clock, self.cost = budget.margin, verbose, clock, budget.cost
         self.overhead = budget.overhead
-        self.samples: list[tuple[int, float, float]] = []  # with a cost, per epoch: steps, their pixels, seconds
+        self.units: list[float] = []  # with a cost: seconds of a full step, measured in each epoch
         self.planned_steps = self.max_steps
         self.spent_before = 0.0  # budget used by the sessions of a resumed run
         self.resumed = plan_path is not None and Path(plan_path).exists()
@@ -179,11 +179,9 @@ class TimeBudget(keras.callbacks.Callback):
         over the relative cost of its steps), when steps cost what their size does; and that cost in words."""
         steps = np.arange(epoch * self.steps_per_epoch, min(done, self.planned_steps))
         spent = max(self.epoch_seconds[-1] - validation, 1e-9)
-        self.samples.append((len(steps), float(self.cost(steps / self.planned_steps).sum()), spent))
-        units = [seconds / max(count * self.overhead + (1 - self.overhead) * pixels, 1e-9)
-                 for count, pixels, seconds in self.samples]
-        recent = units[1:][-3:]  # the first epoch carries tracing
-        unit = float(np.mean(recent)) if recent else units[0]
+        self.units.append(spent / max(float(self.step_cost(steps / self.planned_steps).sum()), 1e-9))
+        recent = self.units[1:][-3:]  # the first epoch carries tracing
+        unit = float(np.mean(recent)) if recent else self.units[0]
         if not recent and hasattr(self, "step_seconds"):
             unit = min(unit, self.step_seconds / float(self.step_cost(np.array([0.0]))[0]))
         fits = self.steps_that_fit_by_cost(done, unit, min(validation, self.epoch_seconds[-1]))

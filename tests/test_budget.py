@@ -1,4 +1,4 @@
-"""The time budget with steps of changing cost (progressive resizing): it measures what a small step really costs."""
+"""The time budget with steps of changing cost (progressive resizing): a fixed part plus the rest by the pixels."""
 import numpy as np
 import pytest
 
