@@ -49,7 +49,8 @@ def finished(study: optuna.Study) -> optuna.Study:
 
 
 def importances(study: optuna.Study) -> dict[str, float] | None:
-    """fANOVA importance of each parameter sampled in every finished trial, or None with fewer than 3 of them."""
+    """fANOVA importance of each parameter sampled in every finished trial, or None with fewer than 3 of them or
+    when they all reached the same value."""
     copy = finished(study)
     if len(copy.trials) < 3:
         return None
@@ -87,7 +88,8 @@ def importance_lines(study: optuna.Study) -> list[str]:
     found = importances(study)
     lines = ["## Parameter importance", ""]
     if found is None:
-        return lines + ["Needs at least 3 finished (complete or pruned) trials with a common parameter.", ""]
+        return lines + ["Needs at least 3 finished (complete or pruned) trials with a common parameter and values that "
+                        "differ.", ""]
     lines += ["fANOVA over the finished trials, each valued at its last reported accuracy (parameters only some "
               "trials sample, like momentum, are left out).", "", "| parameter | importance |", "|---|---|"]
     return lines + [f"| {name} | {value:.3f} |" for name, value in found.items()] + [""]
