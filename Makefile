@@ -181,7 +181,7 @@ BENCH_ARCHS ?= cnn resnet10
 BENCH_SCALE_ARGS ?=
 
 bench-train: $(INSTALLED) ## training images/s: plain Keras fp32 vs ours vs PyTorch bf16 channels-last (BENCH_ARCHS=)
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q '.[bench]' \
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[bench]' \
 		|| echo "bench-train: PyTorch could not be installed; its column is left out"
 	$(BIN)/python -m pipelines.bench_train --arch $(BENCH_ARCHS) $(if $(filter-out digits-demo,$(COMPETITION)),--competition $(COMPETITION))
 

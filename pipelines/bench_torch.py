@@ -1,7 +1,7 @@
 """The peer that ``make bench-train`` measures against: our two architectures in PyTorch, trained the way a timm or
 fastai user on a CPU would (bf16 autocast, channels-last, AdamW), on the same uint8 images.
 
-Benchmark only: PyTorch is not a dependency of the pipeline (``pip install '.[bench]'`` adds it).
+Benchmark only: PyTorch is not a dependency of the pipeline (``pip install -e '.[bench]'`` adds it).
 """
 from __future__ import annotations
 

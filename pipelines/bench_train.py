@@ -5,12 +5,13 @@
   standardization inside), the automatic precision, batch 128, AdamW with the warmup-cosine schedule;
 - ours, no augmentation: the same step without augmentation (what the PyTorch column does);
 - PyTorch bf16: the same network in PyTorch with bf16 autocast and channels-last (``pipelines.bench_torch``), the
-  peer a timm or fastai user gets; left out when PyTorch is not installed (``pip install '.[bench]'``).
+  peer a timm or fastai user gets; left out when PyTorch is not installed (``pip install -e '.[bench]'``).
 
 Each is timed over whole epochs after a warm-up epoch that absorbs tracing; the rounds alternate so a busy machine
-hurts all alike. The medians go to stdout and ``reports/bench-train.md``/``.json``.
+hurts all alike. An epoch is 9216 images (72 steps of 128, about a GIC epoch), the epoch a real run pays for, its
+start and the pipeline's ramp-up included. The medians go to stdout and ``reports/bench-train.md``/``.json``.
 
-    python -m pipelines.bench_train [--arch cnn resnet10] [--competition SLUG] [--images 3072] [--rounds 2]
+    python -m pipelines.bench_train [--arch cnn resnet10] [--competition SLUG] [--images 9216] [--epochs 1] [--rounds 2]
 """
 from __future__ import annotations
 
@@ -124,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", nargs="+", default=["cnn", "resnet10"])
     parser.add_argument("--competition", default=None, help="use this competition's images (default: random 64x64)")
-    parser.add_argument("--images", type=int, default=3072, help="images per epoch")
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per round")
+    parser.add_argument("--images", type=int, default=9216, help="images per epoch")
+    parser.add_argument("--epochs", type=int, default=1, help="timed epochs per round")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the median is reported")
     args = parser.parse_args(argv)
     x, y, num_classes = bench_data(args.competition, args.images)

@@ -20,6 +20,7 @@ from pipelines.data import Dataset
 from pipelines.evaluate import tta_probabilities
 from pipelines.folds import Pool
 from pipelines.inference import TTA_CHOICES, view_probabilities
+from pipelines.models import load_model
 from pipelines.normalize import Standardizer
 from pipelines.probabilities import Probabilities, write_probabilities
 from pipelines.recipe import build_for_training
@@ -39,7 +40,7 @@ def fit_fold(config: TrainConfig, pool: Pool, fold_of: np.ndarray, fold: int, ru
                       classes=pool.classes)
     result = train(config.update(tta="auto"), dataset=dataset, run_dir=run_dir, slug=slug)
     if pool.test is not None:
-        model = keras.models.load_model(run_dir / "model.keras", compile=False)
+        model = load_model(run_dir / "model.keras")
         probabilities = tta_probabilities(model, pool.test.images, Standardizer.load(run_dir / "normalization.npz"),
                                           tuple(TTA_CHOICES))
         write_probabilities(run_dir / "test_predictions.npz",

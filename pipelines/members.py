@@ -17,6 +17,7 @@ from competition.registry import load_competition
 from pipelines import runs
 from pipelines.data import load_split
 from pipelines.evaluate import tta_probabilities
+from pipelines.models import load_model
 from pipelines.normalize import Standardizer
 from pipelines.probabilities import Probabilities, read_probabilities
 
@@ -79,7 +80,7 @@ def test_probabilities(member: Member, tta: str | None = None, progress: bool = 
     if not model_path.exists():
         raise PipelineError(f"{model_path}: missing; the run did not finish an epoch")
     ids, images, _ = load_split(load_competition(member.competition), "test", labelled=False, progress=progress)
-    model = keras.models.load_model(model_path, compile=False)
+    model = load_model(model_path)
     probabilities = tta_probabilities(model, images, Standardizer.load(member.path / "normalization.npz"), (tta,))
     keras.backend.clear_session()
     return Probabilities(ids, probabilities, classes=member.classes)

@@ -219,3 +219,9 @@ def build_model(arch: str, input_shape, num_classes: int, **options) -> keras.Mo
         raise PipelineError("; ".join(problems))
     kwargs = {k: v for k, v in options.items() if v is not None}
     return MODELS[arch](input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)
+
+
+def load_model(path) -> keras.Model:
+    """A saved ``model.keras``, for prediction. Loading through this module registers its custom layers (the fused
+    batch norm), which a process that never built a model would not know."""
+    return keras.models.load_model(path, compile=False)

@@ -13,6 +13,7 @@ from competition.registry import load_competition
 from pipelines.data import read_image
 from pipelines.inference import predict_probabilities
 from pipelines.members import check_members, read_member, test_probabilities
+from pipelines.models import load_model
 from pipelines.normalize import Standardizer
 from pipelines.runs import read_config, read_metrics
 
@@ -57,7 +58,7 @@ def average_probabilities(runs: list[Path], images: np.ndarray, tta: str | None 
         model_path = Path(run) / "model.keras"
         if not model_path.exists():
             raise PipelineError(f"{model_path}: missing; the run did not finish an epoch")
-        model = keras.models.load_model(model_path, compile=False)
+        model = load_model(model_path)
         probs = predict_probabilities(model, images, Standardizer.load(Path(run) / "normalization.npz"),
                                       tta=run_tta(run, tta))
         total = probs if total is None else total + probs

@@ -24,7 +24,7 @@ from pipelines.data import Dataset, load_dataset
 from pipelines.evaluate import evaluate
 from pipelines.inference import predict_probabilities
 from pipelines.inputs import label_targets, make_augmenter, make_tf_dataset
-from pipelines.models import option_problems
+from pipelines.models import load_model, option_problems
 from pipelines.normalize import fit_standardizer
 from pipelines.probabilities import Probabilities, write_probabilities
 from pipelines.pseudo import with_pseudo_labels
@@ -214,7 +214,7 @@ def fit(session: Session, run_dir: Path, callbacks, lean: bool, clock) -> RunRes
     if resizer is not None:
         metrics["image_sizes"] = [list(size) for size in resizer.sizes_used]
     if val is not None:
-        best = model if lean else keras.models.load_model(model_path, compile=False)
+        best = model if lean else load_model(model_path)
         found = evaluate(best, val.images, val.labels, standardizer, dataset.classes,
                          "none" if lean and config.tta == "auto" else config.tta)
         metrics.update(val_accuracy=found.scores["accuracy"], val_macro_f1=found.scores["macro_f1"],

@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -34,6 +38,17 @@ def test_predict_averages_runs_and_writes_a_submission_in_sample_order(tiny, hom
     np.testing.assert_allclose(saved["probabilities"], both.probabilities, atol=1e-6)
     assert saved["ids"].tolist() == both.ids and saved["classes"].tolist() == ["0", "1", "2"]
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_predict_in_a_process_that_never_built_a_model(tiny, home):
+    # the saved model has our fused batch norm layer: loading it must not depend on pipelines.models being imported
+    run = train(TrainConfig(competition=tiny, epochs=1, batch_size=8, verbose=0)).run_dir
+    code = ("import sys; from pipelines.predict import predict; "
+            "print(' '.join(map(str, predict([sys.argv[1]], progress=False).labels)))")
+    done = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1], timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(label) for label in predict([run], progress=False).labels]
 
 
 def test_flip_tta_and_top_five_of_one_image(tiny, home):
