@@ -47,4 +47,3 @@ def test_a_small_step_is_costed_as_a_fixed_part_plus_its_pixels_and_the_budget_i
     expected = sum(float(callback.step_cost(np.array([s / steps]))[0]) for s in range(steps))
     assert expected == pytest.approx(spent, rel=0.02)
     assert float(callback.step_cost(np.array([0.0]))[0]) == pytest.approx(fixed + (1 - fixed) * 0.25)
-
