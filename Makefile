@@ -146,6 +146,10 @@ bench-recipe: $(DATA_READY) ## does a recipe change pay? default vs VARIANTS='a=
 		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(HOLDOUT),--holdout $(HOLDOUT)) $(foreach s,$(SET),--set $(s)) \
 		$(foreach v,$(subst ;, ,$(subst $(space),~,$(VARIANTS))),--variant '$(subst ~, ,$(v))')
 
+bench-tta: $(INSTALLED) ## which TTA views pay: finished RUNS="a b" scored on their private hold-out, nothing trained
+	$(if $(RUNS),,$(error give RUNS="runA runB ..." (finished runs of a competition with test labels, e.g. bench-recipe's)))
+	$(BIN)/python -m pipelines.bench_tta $(RUNS)
+
 # KIP_HOME=/work/exp make bench-fidelity COMPETITION=gic-dev: about RECIPES x (final budget + the fidelities' budgets)
 bench-fidelity: $(DATA_READY) ## which trial fidelity ranks recipes like the final run (RECIPES=8, FIDELITIES='a;b', FINAL_MINUTES=)
 	$(BIN)/python -m tuning.bench_fidelity --competition $(COMPETITION) --arch $(ARCH) --settings $(or $(RECIPES),8) \

@@ -44,7 +44,10 @@ def load_competition(name: str) -> Competition:
 
 
 def missing_data_message(name: str) -> str:
-    """What to do about a competition with no config and no files."""
+    """What to do about a competition with no config and no files (a folder path that is not there: say that)."""
+    if "/" in name or "\\" in name or name.startswith(("~", ".")):
+        return (f"no folder {name}: give COMPETITION= the folder that holds the competition's files (train.csv and its "
+                f"images, or train/<class>/), or a slug; shipped: {', '.join(list_competitions())}")
     return (f"no config for competition '{name}' and no folder data/raw/{name}/: put its files there (they are "
             f"detected), write data/raw/{name}/competition.toml, or run `make data COMPETITION={name}` to "
             f"download it; shipped: {', '.join(list_competitions())}")

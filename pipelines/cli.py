@@ -12,7 +12,7 @@ import sys
 from competition import settings
 from competition.registry import load_competition
 from pipelines.config import TrainConfig
-from pipelines.runs import resolve_run
+from pipelines.runs import resolve_run, run_summary
 from pipelines.tuned import make_config
 
 
@@ -86,7 +86,7 @@ def cmd_train(args) -> None:
     result = train(training_config(args))
     m = result.metrics
     print(f"train: {result.run_dir}  val_accuracy={m['val_accuracy']:.4f}  val_macro_f1={m['val_macro_f1']:.4f}  "
-          f"({m['epochs_run']} epochs, {m['train_seconds']:.0f} s)")
+          f"({run_summary(m)})")
 
 
 def cmd_cv(args) -> None:

@@ -1,12 +1,13 @@
 """Class probabilities of a model for uint8 images, with test-time augmentation (TTA) chosen on validation.
 
 A TTA choice is a list of views whose probabilities are averaged. The views, in this order: the image itself,
-its horizontal mirror, then shifts by about 3% of the size (right, left, down, up; edges reflected).
+its horizontal mirror, then shifts by about 3% of the size to the 8 neighbouring positions (right, left, down, up,
+then the diagonals down-right, down-left, up-right, up-left; edges reflected).
 
     none        identity
     flip        identity, mirror
-    shift       identity, 4 shifts
-    flip+shift  identity, mirror, 4 shifts, 4 mirrored shifts
+    shift       identity, 8 shifts
+    flip+shift  identity, mirror, 8 shifts, 8 mirrored shifts
 """
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ import numpy as np
 from pipelines.inputs import make_tf_dataset
 from pipelines.normalize import Standardizer
 
+SHIFTS = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0),
+          "down-right": (1, 1), "down-left": (1, -1), "up-right": (-1, 1), "up-left": (-1, -1)}  # (rows, columns)
 TTA_CHOICES = {
     "none": ("identity",),
     "flip": ("identity", "mirror"),
-    "shift": ("identity", "right", "left", "down", "up"),
-    "flip+shift": ("identity", "mirror", "right", "left", "down", "up",
-                   "mirror-right", "mirror-left", "mirror-down", "mirror-up"),
+    "shift": ("identity", *SHIFTS),
+    "flip+shift": ("identity", "mirror", *SHIFTS, *(f"mirror-{name}" for name in SHIFTS)),
 }
 SHIFT_FRACTION = 0.03
 
@@ -34,11 +36,10 @@ def view(images: np.ndarray, name: str) -> np.ndarray:
         name = name.removeprefix("mirror").lstrip("-") or "identity"
         return view(images, name)
     height, width = images.shape[1:3]
-    dy, dx = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}[name]
-    step = max(1, round(SHIFT_FRACTION * (width if dx else height)))
-    pad = ((0, 0), (step, step), (step, step), (0, 0))
-    padded = np.pad(images, pad, mode="reflect")
-    top, left = step - dy * step, step - dx * step
+    dy, dx = SHIFTS[name]
+    sy, sx = (max(1, round(SHIFT_FRACTION * side)) for side in (height, width))
+    padded = np.pad(images, ((0, 0), (sy, sy), (sx, sx), (0, 0)), mode="reflect")
+    top, left = sy - dy * sy, sx - dx * sx
     return np.ascontiguousarray(padded[:, top:top + height, left:left + width])
 
 

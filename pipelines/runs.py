@@ -184,3 +184,12 @@ def read_history(run_dir: Path) -> dict:
         return {}
     frame = pd.read_csv(path).drop_duplicates("epoch", keep="last")
     return {c: frame[c].astype(float).tolist() for c in frame.columns if c != "epoch"}
+
+
+def run_summary(metrics: dict) -> str:
+    """What a finished run's numbers say in a line: epochs and seconds, and why it stopped when early stopping ended
+    it before its plan (with the best epoch, whose weights are the model)."""
+    out = f"{metrics['epochs_run']} epochs, {metrics['train_seconds']:.0f} s"
+    if metrics.get("stopped_early"):
+        out += f"; stopped early: {metrics['stopped_early']}, best epoch {metrics.get('best_epoch')}"
+    return out

@@ -210,6 +210,9 @@ def fit(session: Session, run_dir: Path, callbacks, lean: bool, clock) -> RunRes
         raise PipelineError(f"{run_dir}: no epoch finished with a {MONITOR}; nothing to evaluate")
     metrics = {"epochs_run": len(history.get("loss", [])), "train_seconds": round(train_seconds, 1),
                "precision": session.precision, "tta": config.tta if config.tta != "auto" else "none"}
+    stopper = next((c for c in run_callbacks_ if isinstance(c, keras.callbacks.EarlyStopping)), None)
+    if stopper is not None and stopper.stopped_epoch:
+        metrics["stopped_early"] = f"no better {MONITOR} in the last {config.patience} epochs"
     resizer = next((c for c in run_callbacks_ if isinstance(c, ProgressiveResize)), None)
     if resizer is not None:
         metrics["image_sizes"] = [list(size) for size in resizer.sizes_used]

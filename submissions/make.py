@@ -10,6 +10,7 @@ from pipelines.config import TrainConfig
 from pipelines.members import read_member
 from pipelines.predict import predict, save_probabilities
 from pipelines.prepare import PreparedData, prepare_data
+from pipelines.runs import run_summary
 from pipelines.train import RunResult, train
 from submissions.format import expected_format, parse_header
 from submissions.writer import prediction_name, score_submission, submission_path, write_submission
@@ -87,7 +88,8 @@ def run_demo(config: TrainConfig, force: bool = False, on_stage=lambda line: Non
     for line in prepared.summary():
         on_stage(line)
     result = train(config)
-    on_stage(f"train: {result.run_dir}  val_accuracy={result.metrics['val_accuracy']:.4f}")
+    on_stage(f"train: {result.run_dir}  val_accuracy={result.metrics['val_accuracy']:.4f}  "
+             f"({run_summary(result.metrics)})")
     submission = submission_from_runs([result.run_dir])
     on_stage(f"predict: {submission.rows} rows -> {submission.path}")
     return DemoResult(prepared, result, submission, score_submission(prepared.competition, submission.path))

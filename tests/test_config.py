@@ -33,7 +33,7 @@ def test_unknown_competition_is_one_to_download_and_loading_it_is_one_clear_line
 
 @pytest.mark.parametrize("name", ["missing/folder", "./missing", "/no/such/place"])
 def test_a_folder_that_is_not_there_is_one_clear_line(home, name):
-    with pytest.raises(PipelineError, match=f"no config for competition '{name}'"):
+    with pytest.raises(PipelineError, match=f"^no folder {name}: give COMPETITION= the folder that holds"):
         load_competition(name)
 
 

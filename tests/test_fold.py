@@ -18,5 +18,5 @@ def test_a_folds_overhead_is_its_predictions_under_every_view_timed_here_plus_th
     seconds = overhead_seconds(TrainConfig(competition="tiny", arch="cnn"), pool, held_out=10, sample=8, fixed=5.0,
                                clock=lambda: next(ticks))
     views = len({v for choice in TTA_CHOICES.values() for v in choice})
-    assert views == 10
+    assert views == 18  # the image, its mirror, 8 shifts of each
     assert seconds == pytest.approx(2.0 / 8 * views * (10 + 3) + 5.0)  # a fold predicts its 10 held out and 3 test

@@ -21,12 +21,17 @@ def test_views_mirror_and_shift_as_documented():
     np.testing.assert_array_equal(down[1:], images[0, :-1, :, 0])
     np.testing.assert_array_equal(view(images, "mirror-left"), view(view(images, "mirror"), "left"))
     assert view(images, "up").shape == images.shape and view(images, "up").dtype == np.uint8
+    down_right = view(images, "down-right")[0, :, :, 0]  # one pixel down and one right: the diagonal neighbour
+    np.testing.assert_array_equal(down_right[1:, 1:], images[0, :-1, :-1, 0])
+    np.testing.assert_array_equal(view(images, "up-left"), view(view(images, "up"), "left"))
 
 
 def test_the_documented_order_of_views():
     assert TTA_CHOICES["none"] == ("identity",)
     assert TTA_CHOICES["flip"] == ("identity", "mirror")
-    assert TTA_CHOICES["flip+shift"][:6] == ("identity", "mirror", "right", "left", "down", "up")
+    shifts = ("right", "left", "down", "up", "down-right", "down-left", "up-right", "up-left")
+    assert TTA_CHOICES["shift"] == ("identity", *shifts)
+    assert TTA_CHOICES["flip+shift"] == ("identity", "mirror", *shifts, *(f"mirror-{s}" for s in shifts))
 
 
 class SeesColumn0:

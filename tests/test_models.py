@@ -55,6 +55,25 @@ def test_fused_batch_norm_matches_keras_batch_norm():
     np.testing.assert_allclose(fused(x, training=False), plain(x, training=False), rtol=2e-2, atol=2e-2)
 
 
+def test_conv_block_pools_before_its_relu_and_computes_what_relu_then_pool_does():
+    import keras
+    import tensorflow as tf
+
+    from pipelines.models import conv_block
+
+    inputs = keras.Input((8, 8, 3))
+    block = keras.Model(inputs, conv_block(inputs, 4, name="b"))
+    assert [layer.name for layer in block.layers[1:]] == ["b_conv", "b_bn", "b_pool", "b_relu"]
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        pooled_first = block(x, training=True)
+        relu_first = block.get_layer("b_pool")(tf.nn.relu(block.get_layer("b_bn")(block.get_layer("b_conv")(x),
+                                                                                 training=True)))
+    np.testing.assert_allclose(pooled_first, relu_first, atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(pooled_first, x), tape.gradient(relu_first, x), atol=1e-6)
+
+
 def test_mobilenetv2_loads_imagenet_style_weights_from_a_local_file(tmp_path):
     import keras
 

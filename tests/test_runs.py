@@ -79,3 +79,11 @@ def test_a_run_is_found_by_path_by_path_from_the_project_home_or_by_name(home, t
     assert runs.resolve_run("runs/cnn-20260101-000000") == home / "runs" / "cnn-20260101-000000"
     assert runs.find_runs(["cnn-20260101-000000"], "tiny") == [run]
     assert runs.resolve_run("runs/nope") == runs.Path("runs/nope")  # as given, for the error that names it
+
+
+def test_run_summary_says_why_a_run_ended_before_its_plan():
+    metrics = {"epochs_run": 28, "train_seconds": 40.4}
+    assert runs.run_summary(metrics) == "28 epochs, 40 s"
+    metrics.update(stopped_early="no better val_accuracy in the last 10 epochs", best_epoch=18)
+    assert runs.run_summary(metrics) == ("28 epochs, 40 s; stopped early: no better val_accuracy in the last 10 "
+                                         "epochs, best epoch 18")

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from competition.errors import PipelineError
+from pipelines import runs
 from pipelines.config import TrainConfig
 from pipelines.inputs import make_augmenter
 from pipelines.recipe import WarmupSchedule, build_for_training, make_optimizer, resolve_precision
@@ -278,3 +279,19 @@ def test_ema_weights_are_scored_and_saved_when_they_validate_better(tmp_path):
     keep.validate = lambda m: 0.1  # now the raw weights are better, and not better than the best so far
     keep.on_epoch_end(1, {"val_accuracy": 0.9})
     assert keep.best_source == "ema" and keep.best == 1.0
+
+
+def test_a_run_that_early_stopping_ended_says_so(tiny, home, monkeypatch):
+    class StopAfterTwo(keras.callbacks.EarlyStopping):  # as if val_accuracy had stopped improving
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                self.stopped_epoch, self.model.stop_training = epoch, True
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.callbacks, "EarlyStopping", StopAfterTwo)
+        result = train(TrainConfig(competition=tiny, epochs=5, batch_size=8, minutes=0, patience=3, verbose=0))
+    assert result.metrics["epochs_run"] == 2
+    assert result.metrics["stopped_early"] == "no better val_accuracy in the last 3 epochs"
+    assert "stopped early" in runs.run_summary(result.metrics)
+    result = train(TrainConfig(competition=tiny, epochs=2, batch_size=8, minutes=0, verbose=0))
+    assert "stopped_early" not in result.metrics and "stopped" not in runs.run_summary(result.metrics)
