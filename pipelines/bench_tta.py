@@ -17,13 +17,14 @@ from pipelines.quiet import import_tensorflow
 
 import_tensorflow()
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from competition import settings  # noqa: E402
-from competition.errors import PipelineError, run_main  # noqa: E402
+from competition.errors import run_main  # noqa: E402
 from competition.fileio import write_text  # noqa: E402
 from competition.registry import load_competition  # noqa: E402
 from pipelines import runs  # noqa: E402
+from pipelines.evaluate import best_tta  # noqa: E402
+from pipelines.holdout import test_labels  # noqa: E402
 from pipelines.inference import TTA_CHOICES, view_probabilities  # noqa: E402
 
 FOUR = ("right", "left", "down", "up")
@@ -33,14 +34,9 @@ AUTO = {"auto": tuple(TTA_CHOICES), "auto (four shifts)": ("none", "flip", "shif
 
 
 def private_labels(competition, ids, classes) -> np.ndarray:
-    """Class ids of the test images ``ids`` from the competition's test labels."""
-    if not competition.test_labels or not (competition.raw_dir / competition.test_labels).is_file():
-        raise PipelineError(f"{competition.slug}: no labelled test split to score on; use a make bench-recipe "
-                            f"hold-out (test_labels in its competition.toml)")
-    truth = pd.read_csv(competition.raw_dir / competition.test_labels, dtype=str)
-    truth = truth.set_index(competition.image_column)[competition.label_column]
+    """Class ids of the test images ``ids`` from the competition's test labels (``pipelines.holdout``)."""
     index = {str(name): i for i, name in enumerate(classes)}
-    return np.array([index[truth[str(i)]] for i in ids])
+    return np.array([index[label] for label in test_labels(competition, ids)])
 
 
 def bench_run(run_dir: Path) -> dict:
@@ -58,7 +54,7 @@ def bench_run(run_dir: Path) -> dict:
     position = {str(image_id): i for i, image_id in reversed(list(enumerate(pool.ids)))}
     val_ids = [str(i) for i in read_probabilities(run_dir / "val_predictions.npz").ids]
     val_rows = [position[i] for i in val_ids]
-    val_labels, test_labels = pool.labels[val_rows], private_labels(competition, dataset.test.ids, dataset.classes)
+    val_labels, private = pool.labels[val_rows], private_labels(competition, dataset.test.ids, dataset.classes)
     model, standardizer = load_model(run_dir / "model.keras"), Standardizer.load(run_dir / "normalization.npz")
     views = sorted({name for names in VIEW_SETS.values() for name in names})
     print(f"bench-tta: {run_dir}: {len(views)} views of {len(val_rows)} validation and {len(dataset.test)} test images",
@@ -66,12 +62,15 @@ def bench_run(run_dir: Path) -> dict:
     on_val = view_probabilities(model, pool.images[val_rows], standardizer, views)
     on_test = view_probabilities(model, dataset.test.images, standardizer, views)
 
-    def accuracy(by_view, names, labels) -> float:
-        return float(np.mean(np.mean([by_view[n] for n in names], axis=0).argmax(axis=1) == labels))
+    def by_set(by_view) -> dict:
+        return {name: np.mean([by_view[n] for n in names], axis=0) for name, names in VIEW_SETS.items()}
 
-    scores = {name: (accuracy(on_val, names, val_labels), accuracy(on_test, names, test_labels))
-              for name, names in VIEW_SETS.items()}
-    picks = {auto: max(choices, key=lambda c: (scores[c][0], -len(VIEW_SETS[c]))) for auto, choices in AUTO.items()}
+    val_sets, test_sets = by_set(on_val), by_set(on_test)
+    scores = {name: (float(np.mean(val_sets[name].argmax(axis=1) == val_labels)),
+                     float(np.mean(test_sets[name].argmax(axis=1) == private)))
+              for name in VIEW_SETS}
+    picks = {auto: best_tta({c: val_sets[c] for c in choices}, val_labels, VIEW_SETS)[0]
+             for auto, choices in AUTO.items()}
     return {"run": str(run_dir), "scores": scores, "picks": picks}
 
 

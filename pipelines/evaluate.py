@@ -25,10 +25,11 @@ def tta_probabilities(model, images, standardizer: Standardizer, choices) -> dic
     return {c: np.mean([views[v] for v in TTA_CHOICES[c]], axis=0) for c in choices}
 
 
-def best_tta(probabilities_by_tta: dict[str, np.ndarray], labels: np.ndarray) -> tuple[str, dict[str, float]]:
-    """The choice with the best accuracy (ties go to the one with fewer views), and every choice's accuracy."""
+def best_tta(probabilities_by_tta: dict[str, np.ndarray], labels: np.ndarray,
+             views: dict[str, tuple] = TTA_CHOICES) -> tuple[str, dict[str, float]]:
+    """The choice with the best accuracy (ties go to the one with fewer ``views``), and every choice's accuracy."""
     accuracy = {c: float(np.mean(p.argmax(axis=1) == labels)) for c, p in probabilities_by_tta.items()}
-    return max(accuracy, key=lambda c: (accuracy[c], -len(TTA_CHOICES[c]))), accuracy
+    return max(accuracy, key=lambda c: (accuracy[c], -len(views[c]))), accuracy
 
 
 def evaluate(model, images, labels: np.ndarray, standardizer: Standardizer, classes: list,

@@ -61,15 +61,24 @@ def private_holdout(competition: Competition, fraction: float | None, seed: int)
     return load_competition(slug)
 
 
+def test_labels(competition: Competition, ids) -> np.ndarray:
+    """The private labels (as written, strings) of the test images ``ids``, from the competition's test labels."""
+    path = competition.raw_dir / competition.test_labels if competition.test_labels else None
+    if path is None or not path.is_file():
+        raise PipelineError(f"{competition.slug}: no labelled test split to score on; use a private hold-out "
+                            f"(test_labels in its competition.toml, as make bench-recipe writes)")
+    truth = pd.read_csv(path, dtype=str).set_index(competition.image_column)[competition.label_column]
+    labels = truth.reindex([str(i) for i in ids])
+    if labels.isna().any():
+        raise PipelineError(f"{path}: no label for image {labels.index[labels.isna()][0]!r}; the labels must cover "
+                            f"the test split")
+    return labels.to_numpy()
+
+
 def private_accuracy(run_dir: Path, competition: Competition) -> float:
     """Accuracy of a run (with the TTA it chose on validation) on the labelled test split."""
     from pipelines.predict import predict
 
     prediction = predict([run_dir], progress=False)
-    truth = pd.read_csv(competition.raw_dir / competition.test_labels, dtype=str)
-    truth = truth.set_index(competition.image_column)[competition.label_column]
-    labels = truth.reindex([str(i) for i in prediction.ids])
-    if labels.isna().any():
-        raise PipelineError(f"{competition.raw_dir / competition.test_labels}: no label for image "
-                            f"{labels.index[labels.isna()][0]!r}; the labels must cover the test split")
-    return float(np.mean(labels.to_numpy() == np.array([str(x) for x in prediction.labels])))
+    labels = test_labels(competition, prediction.ids)
+    return float(np.mean(labels == np.array([str(x) for x in prediction.labels])))
