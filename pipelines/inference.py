@@ -43,13 +43,23 @@ def view(images: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(padded[:, top:top + height, left:left + width])
 
 
-def view_probabilities(model, images, standardizer: Standardizer, views, batch_size: int = 256) -> dict:
-    """Probabilities (N, num_classes) of each view; a one-unit sigmoid model gets its two columns."""
-    out = {}
-    for name in views:
-        ds = make_tf_dataset(view(images, name), None, standardizer, batch_size)
+def view_probabilities(model, images, standardizer: Standardizer, views, batch_size: int = 256,
+                       images_per_call: int = 8192) -> dict:
+    """Probabilities (N, num_classes) of each view; a one-unit sigmoid model gets its two columns.
+
+    Views go to the model together, as many as ``images_per_call`` images hold: each ``predict`` call has a fixed
+    cost that dominates on small sets (18 views of a validation split of 20 images: 0.8 s one by one, 0.3 s in one).
+    """
+    views, out = list(views), {}
+    per_call = max(1, images_per_call // max(1, len(images)))
+    for start in range(0, len(views), per_call):
+        names = views[start:start + per_call]
+        stacked = np.concatenate([view(images, name) for name in names]) if len(names) > 1 else view(images, names[0])
+        ds = make_tf_dataset(stacked, None, standardizer, batch_size)
         probs = np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
-        out[name] = np.concatenate([1.0 - probs, probs], axis=1) if probs.shape[-1] == 1 else probs
+        if probs.shape[-1] == 1:
+            probs = np.concatenate([1.0 - probs, probs], axis=1)
+        out.update(zip(names, np.split(probs, len(names))))
     return out
 
 

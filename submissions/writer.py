@@ -5,7 +5,6 @@ import hashlib
 from pathlib import Path
 
 import pandas as pd
-from sklearn.metrics import accuracy_score, f1_score
 
 from competition import settings
 from competition.config import Competition
@@ -106,6 +105,8 @@ def newest_submission(slug: str) -> Path:
 
 def score_submission(competition: Competition, path: Path) -> dict:
     """Accuracy and macro F1 of a submission against known test labels (the demo has them)."""
+    from sklearn.metrics import accuracy_score, f1_score  # here: checking and uploading need no scikit-learn
+
     if not competition.test_labels:
         raise PipelineError(f"{competition.slug}: test labels are not known locally; Kaggle scores this one")
     truth = pd.read_csv(competition.raw_dir / competition.test_labels, dtype={competition.image_column: str})

@@ -56,3 +56,28 @@ def test_a_tta_choice_is_taken_only_when_it_validates_better(labels, expected):
     found = evaluate(SeesColumn0(), images, np.array(labels), identity, [0, 1])
     assert found.tta == expected and set(found.accuracy_by_tta) == set(TTA_CHOICES)
     assert found.scores["accuracy"] == 1.0 and found.accuracy_by_tta["none"] == (expected == "none")
+
+
+def test_views_go_to_the_model_together_and_come_back_each_under_its_name():
+    from pipelines.inference import view_probabilities
+    from pipelines.normalize import Standardizer
+
+    class Counting(SeesColumn0):
+        calls = 0
+
+        def predict(self, dataset, verbose=0):
+            Counting.calls += 1
+            return super().predict(dataset, verbose)
+
+    images = np.zeros((2, 8, 8, 3), np.uint8)
+    images[:, :, -1] = 255
+    identity = Standardizer(mean=np.zeros((1, 1, 3), np.float32), scale=np.ones((1, 1, 3), np.float32))
+    views = TTA_CHOICES["flip+shift"]
+    together = view_probabilities(Counting(), images, identity, views)
+    assert Counting.calls == 1 and list(together) == list(views)
+    Counting.calls = 0
+    apart = view_probabilities(Counting(), images, identity, views, images_per_call=3)  # one view (2 images) a call
+    assert Counting.calls == len(views)
+    for name in views:
+        np.testing.assert_array_equal(together[name], apart[name])
+    assert together["mirror"][0, 1] == pytest.approx(0.95) and together["identity"][0, 1] == pytest.approx(0.45)

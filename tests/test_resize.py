@@ -55,12 +55,13 @@ def test_a_budgeted_run_grows_its_images_and_plans_the_cheaper_steps_it_can_affo
     made = []
     monkeypatch.setattr(pipelines.train, "size_variable", lambda s: made.append(tf.Variable(s.size_at(0.0))) or made[0])
 
-    class Tick(keras.callbacks.Callback):  # a step costs 1 s at full size, its share of the pixels when smaller
+    class Tick(keras.callbacks.Callback):  # a step costs 2 s at full size, its share of the pixels when smaller
         def on_train_batch_end(self, batch, logs=None):
             height, width = made[0].numpy() if made else (16, 16)
-            clock.advance(height * width / 256)
+            clock.advance(2 * height * width / 256)
 
-    settings = dict(competition=tiny, arch="resnet10", epochs=500, batch_size=9, minutes=0.5, patience=1000, verbose=0)
+    settings = dict(competition=tiny, arch="resnet10", width_multiplier=0.25, epochs=500, batch_size=9, minutes=0.5,
+                    patience=1000, tta="none", verbose=0)
     clock = FakeClock()
     plain = train(TrainConfig(**settings), callbacks=[Tick()], clock=clock)
     assert not made and "image_sizes" not in plain.metrics

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import optuna
-from sklearn.model_selection import train_test_split
 
 from competition.errors import PipelineError
 from pipelines.config import TrainConfig
@@ -179,6 +178,8 @@ def reduce_dataset(dataset: Dataset, fidelity: Fidelity, seed: int) -> Dataset:
     validation split whole, scaled too); the test split is left out."""
     train, val = dataset.train, dataset.val
     if fidelity.subset < 1:
+        from sklearn.model_selection import train_test_split  # here: every kip command imports this module
+
         counts = np.bincount(train.labels)
         stratify = train.labels if counts[counts > 0].min() >= 2 else None
         try:
