@@ -23,9 +23,9 @@ from competition.errors import run_main  # noqa: E402
 from competition.fileio import write_text  # noqa: E402
 from competition.registry import load_competition  # noqa: E402
 from pipelines import runs  # noqa: E402
-from pipelines.evaluate import best_tta  # noqa: E402
+from pipelines.evaluate import best_tta, tta_probabilities  # noqa: E402
 from pipelines.holdout import test_labels  # noqa: E402
-from pipelines.inference import TTA_CHOICES, view_probabilities  # noqa: E402
+from pipelines.inference import TTA_CHOICES  # noqa: E402
 
 FOUR = ("right", "left", "down", "up")
 VIEW_SETS = {**TTA_CHOICES, "shift4": ("identity", *FOUR),
@@ -34,9 +34,10 @@ AUTO = {"auto": tuple(TTA_CHOICES), "auto (four shifts)": ("none", "flip", "shif
 
 
 def private_labels(competition, ids, classes) -> np.ndarray:
-    """Class ids of the test images ``ids`` from the competition's test labels (``pipelines.holdout``)."""
+    """Class ids of the test images ``ids`` from the competition's test labels (``pipelines.holdout``); a label no
+    class has is -1, which no prediction matches (as ``holdout.private_accuracy`` counts it)."""
     index = {str(name): i for i, name in enumerate(classes)}
-    return np.array([index[label] for label in test_labels(competition, ids)])
+    return np.array([index.get(label, -1) for label in test_labels(competition, ids)])
 
 
 def bench_run(run_dir: Path) -> dict:
@@ -56,16 +57,11 @@ def bench_run(run_dir: Path) -> dict:
     val_rows = [position[i] for i in val_ids]
     val_labels, private = pool.labels[val_rows], private_labels(competition, dataset.test.ids, dataset.classes)
     model, standardizer = load_model(run_dir / "model.keras"), Standardizer.load(run_dir / "normalization.npz")
-    views = sorted({name for names in VIEW_SETS.values() for name in names})
+    views = {name for names in VIEW_SETS.values() for name in names}
     print(f"bench-tta: {run_dir}: {len(views)} views of {len(val_rows)} validation and {len(dataset.test)} test images",
           flush=True)
-    on_val = view_probabilities(model, pool.images[val_rows], standardizer, views)
-    on_test = view_probabilities(model, dataset.test.images, standardizer, views)
-
-    def by_set(by_view) -> dict:
-        return {name: np.mean([by_view[n] for n in names], axis=0) for name, names in VIEW_SETS.items()}
-
-    val_sets, test_sets = by_set(on_val), by_set(on_test)
+    val_sets, test_sets = (tta_probabilities(model, images, standardizer, VIEW_SETS, VIEW_SETS)
+                           for images in (pool.images[val_rows], dataset.test.images))
     scores = {name: (float(np.mean(val_sets[name].argmax(axis=1) == val_labels)),
                      float(np.mean(test_sets[name].argmax(axis=1) == private)))
               for name in VIEW_SETS}

@@ -19,10 +19,11 @@ class Evaluation:
     scores: dict  # accuracy, macro F1, log loss, per class, under ``tta``
 
 
-def tta_probabilities(model, images, standardizer: Standardizer, choices) -> dict[str, np.ndarray]:
-    """Each choice's probabilities, every view predicted once."""
-    views = view_probabilities(model, images, standardizer, {v for c in choices for v in TTA_CHOICES[c]})
-    return {c: np.mean([views[v] for v in TTA_CHOICES[c]], axis=0) for c in choices}
+def tta_probabilities(model, images, standardizer: Standardizer, choices,
+                      views: dict[str, tuple] = TTA_CHOICES) -> dict[str, np.ndarray]:
+    """Each choice's probabilities (the mean over its ``views``), every view predicted once."""
+    by_view = view_probabilities(model, images, standardizer, sorted({v for c in choices for v in views[c]}))
+    return {c: np.mean([by_view[v] for v in views[c]], axis=0) for c in choices}
 
 
 def best_tta(probabilities_by_tta: dict[str, np.ndarray], labels: np.ndarray,

@@ -49,3 +49,11 @@ def test_report_counts_the_runs_that_gained():
 
     text = report([result("a", 0.80, 0.82), result("b", 0.70, 0.69)])
     assert "mean +0.50 points over 2 run(s) (1 up, 1 down)" in text
+
+
+def test_a_private_label_no_class_has_counts_as_wrong_not_as_a_crash(tiny, home):
+    from competition.registry import load_competition
+
+    labels = home / "data" / "raw" / tiny / "test_labels.csv"
+    labels.write_text(labels.read_text().replace("test_0_0.png,0", "test_0_0.png,7"))
+    assert private_labels(load_competition(tiny), ["test_0_0.png", "test_1_0.png"], [0, 1, 2]).tolist() == [-1, 1]
