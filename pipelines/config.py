@@ -113,6 +113,14 @@ class TrainConfig:
             out[name] = float(out[name]) * self.augment_strength
         return {**out, "mixup": self.mixup, "cutmix": self.cutmix}
 
+    def tta_choices(self) -> tuple[str, ...]:
+        """The TTA choices evaluation tries: ``tta`` itself, or for ``auto`` every choice, less the mirrored ones
+        when training did not flip horizontally (a model that never saw a mirror image gains nothing from one)."""
+        if self.tta != "auto":
+            return (self.tta,)
+        mirrored = self.augmentation()["flip"] in ("horizontal", "horizontal_and_vertical")
+        return tuple(c for c in TTA_CHOICES if c != "auto" and (mirrored or "flip" not in c))
+
     def model_options(self) -> dict:
         """The model options that were set (not left to the builder's default), for ``build_model``."""
         return {"dropout_rate": self.dropout_rate,

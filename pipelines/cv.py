@@ -124,14 +124,15 @@ def run_remote_folds(client, config: TrainConfig, slug: str, pool: Pool, fold_of
 def combine(cv_dir: Path, pool: Pool, fold_of: np.ndarray) -> dict:
     """Gather the folds' out-of-fold and test predictions, choose the TTA on OOF, write scores and plots."""
     folds = int(fold_of.max()) + 1
-    oof = {c: np.zeros((len(pool), len(pool.classes))) for c in TTA_CHOICES}
+    found = [read_probabilities(cv_dir / f"fold-{fold + 1}" / "val_predictions.npz") for fold in range(folds)]
+    choices = [c for c in TTA_CHOICES if all(c in f.by_tta for f in found)]  # a fold may have tried fewer
+    oof = {c: np.zeros((len(pool), len(pool.classes))) for c in choices}
     per_fold, tests = [], []
     for fold in range(folds):
         fold_dir = cv_dir / f"fold-{fold + 1}"
         held = np.flatnonzero(fold_of == fold)
-        found = read_probabilities(fold_dir / "val_predictions.npz")
-        for choice in TTA_CHOICES:
-            oof[choice][held] = found.get(choice)
+        for choice in choices:
+            oof[choice][held] = found[fold].get(choice)
         per_fold.append(runs.read_metrics(fold_dir))
         if pool.test is not None:
             tests.append(read_probabilities(fold_dir / "test_predictions.npz"))
@@ -140,7 +141,7 @@ def combine(cv_dir: Path, pool: Pool, fold_of: np.ndarray) -> dict:
     write_probabilities(cv_dir / "oof_predictions.npz", Probabilities(pool.ids, oof, pool.labels, fold_of,
                                                                      [str(c) for c in pool.classes]))
     if tests:
-        mean = {c: np.mean([t.get(c) for t in tests], axis=0) for c in TTA_CHOICES}
+        mean = {c: np.mean([t.get(c) for t in tests], axis=0) for c in choices}
         write_probabilities(cv_dir / "test_predictions.npz", Probabilities(tests[0].ids, mean,
                                                                           classes=[str(c) for c in pool.classes]))
     fold_accuracy = [float(np.mean(oof[tta][fold_of == k].argmax(axis=1) == pool.labels[fold_of == k]))

@@ -10,6 +10,9 @@ from pipelines.inference import TTA_CHOICES, view_probabilities
 from pipelines.metrics import scores
 from pipelines.normalize import Standardizer
 
+# after a time-budgeted run, choosing the TTA may take this share of the budget on top of it
+EVALUATION_SHARE = 0.1
+
 
 @dataclass
 class Evaluation:
@@ -33,10 +36,35 @@ def best_tta(probabilities_by_tta: dict[str, np.ndarray], labels: np.ndarray,
     return max(accuracy, key=lambda c: (accuracy[c], -len(views[c]))), accuracy
 
 
+def affordable(choices, view_seconds: float, seconds: float,
+               views: dict[str, tuple] = TTA_CHOICES) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(tried, skipped)``: the ``choices`` whose views together take at most ``seconds`` at ``view_seconds`` a
+    view, taken cheapest (fewest views) first, the cheapest always; and the others."""
+    tried, needed = [], set()
+    for choice in sorted(choices, key=lambda c: len(views[c])):
+        more = needed | set(views[choice])
+        if not tried or len(more) * view_seconds <= seconds:
+            tried.append(choice)
+            needed = more
+    return tuple(tried), tuple(c for c in choices if c not in tried)
+
+
+def tta_within_budget(choices, view_seconds: float | None, budget_seconds: float | None) -> tuple[tuple, str]:
+    """The ``choices`` whose views fit in ``EVALUATION_SHARE`` of a time budget at ``view_seconds`` a view (all of
+    them without a budget or a measured view), and why the others were not tried ('' when all were)."""
+    if not budget_seconds or view_seconds is None:
+        return tuple(choices), ""
+    allowed = EVALUATION_SHARE * budget_seconds
+    tried, skipped = affordable(choices, view_seconds, allowed)
+    if not skipped:
+        return tried, ""
+    return tried, (f"TTA {', '.join(skipped)} not tried: its views take more than the {allowed:.0f} s "
+                   f"({EVALUATION_SHARE:.0%} of the budget) at {view_seconds:.1f} s a view")
+
+
 def evaluate(model, images, labels: np.ndarray, standardizer: Standardizer, classes: list,
-             tta: str = "auto") -> Evaluation:
-    """Score ``model`` on a labelled split; ``tta="auto"`` tries every choice and keeps the best."""
-    choices = tuple(TTA_CHOICES) if tta == "auto" else (tta,)
-    probabilities = tta_probabilities(model, images, standardizer, choices)
+             choices=tuple(TTA_CHOICES)) -> Evaluation:
+    """Score ``model`` on a labelled split under each TTA choice of ``choices`` and keep the one that scores best."""
+    probabilities = tta_probabilities(model, images, standardizer, tuple(choices))
     chosen, accuracy = best_tta(probabilities, labels)
     return Evaluation(chosen, accuracy, probabilities, scores(labels, probabilities[chosen], classes))

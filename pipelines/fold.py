@@ -42,7 +42,7 @@ def fit_fold(config: TrainConfig, pool: Pool, fold_of: np.ndarray, fold: int, ru
     if pool.test is not None:
         model = load_model(run_dir / "model.keras")
         probabilities = tta_probabilities(model, pool.test.images, Standardizer.load(run_dir / "normalization.npz"),
-                                          tuple(TTA_CHOICES))
+                                          tuple(result.metrics["val_accuracy_by_tta"]))  # what validation tried
         write_probabilities(run_dir / "test_predictions.npz",
                             Probabilities(pool.test.ids, probabilities, classes=pool.classes))
     keras.backend.clear_session()
@@ -52,7 +52,7 @@ def fit_fold(config: TrainConfig, pool: Pool, fold_of: np.ndarray, fold: int, ru
 def overhead_seconds(config: TrainConfig, pool: Pool, held_out: int, sample: int = 2048,
                      fixed: float = FIXED_SECONDS, clock: Callable[[], float] = time.perf_counter) -> float:
     """The seconds one fold or run on ``pool`` spends outside its training budget: predicting its ``held_out``
-    images and the test images under every TTA view (timed here on ``sample`` random images with the config's
+    images and the test images under every TTA view it may try (timed here on ``sample`` random images with the config's
     model, after a first pass that traces), plus ``fixed`` for building, saving and plotting."""
     model, _ = build_for_training(config, pool.images.shape[1:], len(pool.classes), steps_per_epoch=1)
     sample = min(sample, max(held_out, 1))  # no more than it predicts: large images are slow
@@ -63,7 +63,7 @@ def overhead_seconds(config: TrainConfig, pool: Pool, held_out: int, sample: int
     view_probabilities(model, images, identity, ("mirror-right",))
     per_image = (clock() - started) / sample
     keras.backend.clear_session()
-    views = len({v for choice in TTA_CHOICES.values() for v in choice})
+    views = len({v for choice in config.update(tta="auto").tta_choices() for v in TTA_CHOICES[choice]})
     predicted = held_out + (len(pool.test.ids) if pool.test is not None else 0)
     return per_image * views * predicted + fixed
 

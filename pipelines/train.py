@@ -21,7 +21,7 @@ from pipelines.budget import Budget, TimeBudget
 from pipelines.callbacks import KeepBest
 from pipelines.config import TrainConfig
 from pipelines.data import Dataset, load_dataset
-from pipelines.evaluate import evaluate
+from pipelines.evaluate import evaluate, tta_within_budget
 from pipelines.inference import predict_probabilities
 from pipelines.inputs import label_targets, make_augmenter, make_tf_dataset
 from pipelines.models import load_model, option_problems
@@ -218,8 +218,14 @@ def fit(session: Session, run_dir: Path, callbacks, lean: bool, clock) -> RunRes
         metrics["image_sizes"] = [list(size) for size in resizer.sizes_used]
     if val is not None:
         best = model if lean else load_model(model_path)
-        found = evaluate(best, val.images, val.labels, standardizer, dataset.classes,
-                         "none" if lean and config.tta == "auto" else config.tta)
+        timer = next((c for c in run_callbacks_ if isinstance(c, TimeBudget)), None)
+        choices, skipped = tta_within_budget(("none",) if lean and config.tta == "auto" else config.tta_choices(),
+                                             getattr(timer, "test_seconds", None), timer and timer.seconds)
+        if skipped:
+            metrics["tta_skipped"] = skipped
+            if config.verbose:
+                print(f"train: {skipped}", flush=True)
+        found = evaluate(best, val.images, val.labels, standardizer, dataset.classes, choices)
         metrics.update(val_accuracy=found.scores["accuracy"], val_macro_f1=found.scores["macro_f1"],
                        val_log_loss=found.scores["log_loss"], tta=found.tta, val_accuracy_by_tta=found.accuracy_by_tta,
                        weights=keep.best_source, val_per_class=found.scores["per_class"],

@@ -120,8 +120,9 @@ class FakeClock:
         self.now += seconds
 
 
-def ticking(clock: FakeClock, seconds_per_batch):
-    """A Keras callback that advances ``clock`` after each training batch (``seconds_per_batch(epoch)``)."""
+def ticking(clock: FakeClock, seconds_per_batch, seconds_per_test_batch: float = 0.0):
+    """A Keras callback that advances ``clock`` after each training batch (``seconds_per_batch(epoch)``) and
+    each validation batch (``seconds_per_test_batch``)."""
     import keras
 
     class Tick(keras.callbacks.Callback):
@@ -130,6 +131,9 @@ def ticking(clock: FakeClock, seconds_per_batch):
 
         def on_train_batch_end(self, batch, logs=None):
             clock.advance(seconds_per_batch(self.epoch))
+
+        def on_test_batch_end(self, batch, logs=None):
+            clock.advance(seconds_per_test_batch)
 
     return Tick()
 

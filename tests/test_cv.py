@@ -86,3 +86,26 @@ def test_predict_with_a_cv_folder_uses_the_fold_average_and_records_the_cv_score
     saved = np.load(written.with_suffix(".npz"), allow_pickle=False)
     assert saved["ids"].tolist() == test.ids
     np.testing.assert_allclose(saved["probabilities"], test.get(result.metrics["tta"]), atol=1e-6)
+
+
+def test_folds_that_tried_different_tta_choices_are_combined_on_the_choices_they_share(cv_home, tmp_path):
+    import shutil
+
+    from competition.registry import load_competition
+    from pipelines.cv import combine
+    from pipelines.data import load_dataset
+    from pipelines.folds import labelled_pool, read_folds
+    from pipelines.probabilities import Probabilities, write_probabilities
+
+    home, result = cv_home
+    cv = shutil.copytree(result.cv_dir, tmp_path / "cv")
+    for name in ("val_predictions.npz", "test_predictions.npz"):  # fold 2's budget afforded fewer views
+        path = cv / "fold-2" / name
+        found = read_probabilities(path)
+        write_probabilities(path, Probabilities(found.ids, {c: found.get(c) for c in ("none", "flip")}, found.labels,
+                                                classes=found.classes))
+    pool = labelled_pool(load_dataset(load_competition("tiny"), seed=TrainConfig().seed, progress=False))
+    metrics = combine(cv, pool, read_folds(cv / "folds.csv", pool))
+    assert set(metrics["oof_accuracy_by_tta"]) == {"none", "flip"} and metrics["tta"] in ("none", "flip")
+    assert set(read_probabilities(cv / "oof_predictions.npz").by_tta) == {"none", "flip"}
+    assert set(read_probabilities(cv / "test_predictions.npz").by_tta) == {"none", "flip"}

@@ -129,6 +129,18 @@ def test_time_budget_plans_the_steps_and_completes_the_schedule(tiny):
     # after the first epoch: 4 done + 6 whole epochs + 1 step of a last, partial one fit in 29.4 s
     assert plan["steps"] == 29 and plan["epochs"] == 8 and result.metrics["epochs_run"] == 8
     assert plan["spent_seconds"] == 29.0 <= 0.5 * 60  # the last epoch stopped part-way: 97% of the budget spent
+    assert set(result.metrics["val_accuracy_by_tta"]) == {"none", "flip", "shift", "flip+shift"}  # views took 0 s
+    assert "tta_skipped" not in result.metrics
+
+
+def test_the_tta_choice_after_a_budget_fits_a_tenth_of_it_and_skips_mirrors_training_never_saw(tiny):
+    # a 30 s budget leaves 3 s to choose the TTA; a validation pass (one view) takes 1 s: shift's 9 views do not fit
+    clock = FakeClock()
+    config = TrainConfig(competition=tiny, epochs=500, batch_size=18, minutes=0.5, patience=1000, verbose=0,
+                         flip="none")
+    result = train(config, callbacks=[ticking(clock, lambda epoch: 1.0, seconds_per_test_batch=1.0)], clock=clock)
+    assert set(result.metrics["val_accuracy_by_tta"]) == {"none"} and result.metrics["tta"] == "none"
+    assert result.metrics["tta_skipped"].startswith("TTA shift not tried") and "3 s" in result.metrics["tta_skipped"]
 
 
 def test_time_budget_plans_again_when_epochs_get_faster_or_slower(tiny):

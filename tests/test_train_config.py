@@ -88,3 +88,15 @@ def test_settings_are_typed_and_an_empty_value_clears_an_optional_one():
         "batchnorm": False, "weights": None, "translation": 0.2, "nesterov": False}
     with pytest.raises(PipelineError, match="batchnorm needs a bool"):
         parse_settings(["batchnorm=maybe"])
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ([], ("none", "flip", "shift", "flip+shift")),
+    (["flip=none"], ("none", "shift")),
+    (["augment=none"], ("none", "shift")),
+    (["flip=vertical"], ("none", "shift")),  # the mirror TTA is horizontal
+    (["flip=horizontal_and_vertical"], ("none", "flip", "shift", "flip+shift")),
+    (["flip=none", "tta=flip"], ("flip",)),  # asked for by name: tried even so
+])
+def test_auto_tta_tries_mirror_views_only_when_training_flipped_horizontally(settings, expected):
+    assert TrainConfig().update(**parse_settings(settings)).tta_choices() == expected
