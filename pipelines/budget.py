@@ -126,10 +126,15 @@ class TimeBudget(keras.callbacks.Callback):
                 self.apply(self.steps_that_fit_by_cost(batch + 1, unit, 0.1 * unit * self.steps_per_epoch),
                            f"{step * 1000:.0f} ms a step at the first size")
                 return
-            per_epoch = step * self.steps_per_epoch * 1.1  # validation, re-measured at the end of the epoch
+            validation = step * self.steps_per_epoch * 0.1  # re-measured at the end of the epoch
+            per_epoch = step * self.steps_per_epoch + validation
             this_epoch = step * (self.steps_per_epoch - batch - 1)
-            left_after = self.left() - this_epoch
-            whole = max(int(left_after // per_epoch), 0)
+            left_after = self.left() - this_epoch - validation
+            if left_after < 0:  # not even this epoch fits: it stops part-way
+                self.apply(self.steps_that_fit(batch + 1, per_epoch, validation),
+                           f"{step * 1000:.0f} ms a step; the first epoch does not fit")
+                return
+            whole = int((left_after + validation) // per_epoch)
             self.apply(self.steps_per_epoch * (1 + whole), f"{step * 1000:.0f} ms a step")
 
     def on_test_begin(self, logs=None):

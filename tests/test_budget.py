@@ -47,3 +47,11 @@ def test_a_small_step_is_costed_as_a_fixed_part_plus_its_pixels_and_the_budget_i
     expected = sum(float(callback.step_cost(np.array([s / steps]))[0]) for s in range(steps))
     assert expected == pytest.approx(spent, rel=0.02)
     assert float(callback.step_cost(np.array([0.0]))[0]) == pytest.approx(fixed + (1 - fixed) * 0.25)
+
+
+def test_a_first_epoch_longer_than_the_budget_stops_part_way():
+    # 1 s a step, 100 steps an epoch, a 60 s budget: the plan made at step 14 leaves room for the validation (an
+    # estimated tenth of an epoch) within the 58.8 s planned
+    callback, spent, steps = run_budget(Budget(seconds=60, steps_per_epoch=100, max_epochs=10), lambda f: 1.0)
+    assert steps == callback.planned_steps == 48 and "the first epoch does not fit" in callback.why
+    assert spent + 0.1 * 100 <= 0.98 * 60
