@@ -164,3 +164,16 @@ def build_for_training(config: TrainConfig, input_shape, num_classes: int, steps
     model.compile(optimizer=make_optimizer(config, schedule), loss=make_loss(config, num_classes == 2),
                   metrics=["accuracy"])
     return model, schedule
+
+
+def build_training_state(model: keras.Model, element_spec) -> None:
+    """Create the optimizer's and the metrics' variables before ``fit``, from the training batches' ``element_spec``.
+
+    Keras (3.15, TensorFlow, no distribution strategy) leaves them to the first traced training step, and a
+    ``tf.function`` that creates variables in its first call is traced twice: a second trace of the whole step, about
+    2 s of CPU for the cnn on 2 cores in every run. This is the build Keras itself does under a distribution
+    strategy (``_symbolic_build``, private: skipped where a Keras version lacks it, which only costs that trace).
+    """
+    build = getattr(model, "_symbolic_build", None)
+    if build is not None:
+        build(data_batch=element_spec)

@@ -28,7 +28,7 @@ from pipelines.models import load_model, option_problems
 from pipelines.normalize import fit_standardizer
 from pipelines.probabilities import Probabilities, write_probabilities
 from pipelines.pseudo import with_pseudo_labels
-from pipelines.recipe import build_for_training, resolve_precision
+from pipelines.recipe import build_for_training, build_training_state, resolve_precision
 from pipelines.resize import ProgressiveResize, resize_batch, size_schedule, size_variable
 
 MONITOR = "val_accuracy"
@@ -187,6 +187,7 @@ def fit(session: Session, run_dir: Path, callbacks, lean: bool, clock) -> RunRes
                                standardizer, config.batch_size, shuffle_seed=config.seed,
                                augment=make_augmenter(config, seed=config.seed),
                                resize=resize_batch(resizing[1], sizes.full) if resizing else None)
+    build_training_state(model, train_ds.element_spec)
     val_ds = None if val is None else make_tf_dataset(
         val.images, label_targets(val.labels, dataset.num_classes), standardizer, config.batch_size * 2)
 
