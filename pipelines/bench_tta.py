@@ -25,7 +25,7 @@ from competition.registry import load_competition  # noqa: E402
 from pipelines import runs  # noqa: E402
 from pipelines.evaluate import best_tta, tta_probabilities  # noqa: E402
 from pipelines.holdout import test_labels  # noqa: E402
-from pipelines.inference import TTA_CHOICES  # noqa: E402
+from pipelines.inference import TTA_CHOICES, views_of  # noqa: E402
 
 FOUR = ("right", "left", "down", "up")
 VIEW_SETS = {**TTA_CHOICES, "shift4": ("identity", *FOUR),
@@ -57,7 +57,7 @@ def bench_run(run_dir: Path) -> dict:
     val_rows = [position[i] for i in val_ids]
     val_labels, private = pool.labels[val_rows], private_labels(competition, dataset.test.ids, dataset.classes)
     model, standardizer = load_model(run_dir / "model.keras"), Standardizer.load(run_dir / "normalization.npz")
-    views = {name for names in VIEW_SETS.values() for name in names}
+    views = views_of(VIEW_SETS, VIEW_SETS)
     print(f"bench-tta: {run_dir}: {len(views)} views of {len(val_rows)} validation and {len(dataset.test)} test images",
           flush=True)
     val_sets, test_sets = (tta_probabilities(model, images, standardizer, VIEW_SETS, VIEW_SETS)

@@ -128,13 +128,12 @@ class TimeBudget(keras.callbacks.Callback):
                 return
             validation = step * self.steps_per_epoch * 0.1  # re-measured at the end of the epoch
             per_epoch = step * self.steps_per_epoch + validation
-            this_epoch = step * (self.steps_per_epoch - batch - 1)
-            left_after = self.left() - this_epoch - validation
-            if left_after < 0:  # not even this epoch fits: it stops part-way
+            left_after = self.left() - step * (self.steps_per_epoch - batch - 1)  # once this epoch's steps ran
+            if left_after < validation:  # not even this epoch and its validation fit: it stops part-way
                 self.apply(self.steps_that_fit(batch + 1, per_epoch, validation),
                            f"{step * 1000:.0f} ms a step; the first epoch does not fit")
                 return
-            whole = int((left_after + validation) // per_epoch)
+            whole = int(left_after // per_epoch)
             self.apply(self.steps_per_epoch * (1 + whole), f"{step * 1000:.0f} ms a step")
 
     def on_test_begin(self, logs=None):

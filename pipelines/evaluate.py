@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.inference import TTA_CHOICES, view_probabilities
+from pipelines.inference import TTA_CHOICES, view_probabilities, views_of
 from pipelines.metrics import scores
 from pipelines.normalize import Standardizer
 
@@ -25,7 +25,7 @@ class Evaluation:
 def tta_probabilities(model, images, standardizer: Standardizer, choices,
                       views: dict[str, tuple] = TTA_CHOICES) -> dict[str, np.ndarray]:
     """Each choice's probabilities (the mean over its ``views``), every view predicted once."""
-    by_view = view_probabilities(model, images, standardizer, sorted({v for c in choices for v in views[c]}))
+    by_view = view_probabilities(model, images, standardizer, sorted(views_of(choices, views)))
     return {c: np.mean([by_view[v] for v in views[c]], axis=0) for c in choices}
 
 
@@ -40,12 +40,10 @@ def affordable(choices, view_seconds: float, seconds: float,
                views: dict[str, tuple] = TTA_CHOICES) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(tried, skipped)``: the ``choices`` whose views together take at most ``seconds`` at ``view_seconds`` a
     view, taken cheapest (fewest views) first, the cheapest always; and the others."""
-    tried, needed = [], set()
+    tried = []
     for choice in sorted(choices, key=lambda c: len(views[c])):
-        more = needed | set(views[choice])
-        if not tried or len(more) * view_seconds <= seconds:
+        if not tried or len(views_of((*tried, choice), views)) * view_seconds <= seconds:
             tried.append(choice)
-            needed = more
     return tuple(tried), tuple(c for c in choices if c not in tried)
 
 

@@ -19,7 +19,7 @@ from pipelines.config import TrainConfig
 from pipelines.data import Dataset
 from pipelines.evaluate import tta_probabilities
 from pipelines.folds import Pool
-from pipelines.inference import TTA_CHOICES, view_probabilities
+from pipelines.inference import view_probabilities, views_of
 from pipelines.models import load_model
 from pipelines.normalize import Standardizer
 from pipelines.probabilities import Probabilities, write_probabilities
@@ -63,7 +63,7 @@ def overhead_seconds(config: TrainConfig, pool: Pool, held_out: int, sample: int
     view_probabilities(model, images, identity, ("mirror-right",))
     per_image = (clock() - started) / sample
     keras.backend.clear_session()
-    views = len({v for choice in config.update(tta="auto").tta_choices() for v in TTA_CHOICES[choice]})
+    views = len(views_of(config.update(tta="auto").tta_choices()))
     predicted = held_out + (len(pool.test.ids) if pool.test is not None else 0)
     return per_image * views * predicted + fixed
 

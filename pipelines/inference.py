@@ -27,6 +27,11 @@ TTA_CHOICES = {
 SHIFT_FRACTION = 0.03
 
 
+def views_of(choices, views: dict[str, tuple] = TTA_CHOICES) -> set[str]:
+    """Every view the TTA ``choices`` need, each once (``views``: each choice's views)."""
+    return {v for choice in choices for v in views[choice]}
+
+
 def view(images: np.ndarray, name: str) -> np.ndarray:
     """One TTA view of uint8 images (N, H, W, C): ``identity``, ``mirror``, a shift (``right`` ...) or both."""
     if name == "identity":
