@@ -68,7 +68,7 @@ def images_per_second(arch: str, x: np.ndarray, y: np.ndarray, num_classes: int,
     torch.manual_seed(0)
     torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     model = build(arch, num_classes, x.shape[1]).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=4e-3, weight_decay=0.05)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # uint8 NCHW
     labels = torch.from_numpy(y.astype(np.int64))

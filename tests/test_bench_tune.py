@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from pipelines.config import TrainConfig
 from tuning import bench_tune
 
 
@@ -47,7 +48,8 @@ def test_bench_fidelity_trains_each_recipe_at_each_fidelity_and_ranks_them(tiny,
                                 "--set", "minutes=0.3", "--set", "verbose=0", "--space", "batch_size=8"]) == 0
     assert seen == [(0.05, 18), (0.3, 36)] * 3  # recipe by recipe, each at every fidelity
     report = json.loads((home / "reports" / "bench-fidelity" / "tiny-cnn.json").read_text())
-    assert report["recipes"][0]["learning_rate"] == 2e-3 and len(report["recipes"]) == 3  # the default first
+    default = TrainConfig().learning_rate
+    assert report["recipes"][0]["learning_rate"] == default and len(report["recipes"]) == 3  # the default first
     assert set(report["results"]) == {"minutes=0.05 subset=0.5", "final minutes=0.3"}
     for result in report["results"].values():
         assert len(result["values"]) == 3 and result["at_12"] == result["at_36"] == result["values"]

@@ -47,7 +47,8 @@ def test_study_is_stored_in_sqlite_and_resumes_then_checks_before_recommending(t
     assert len(loaded.trials) == 3
     assert len({tuple(sorted(t.params.items())) for t in loaded.trials}) == 3  # the resumed sampler moved on
     # the first trial of a new study is make train's untuned recipe
-    assert study.trials[0].params == {"optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 0.05,
+    peak = TrainConfig().learning_rate
+    assert study.trials[0].params == {"optimizer": "adamw", "learning_rate": peak, "weight_decay": 0.05,
                                       "schedule": "cosine", "warmup_epochs": 1.0, "dropout_rate": 0.3,
                                       "label_smoothing": 0.1, "augment_strength": 1.0}
     for trial in study.trials:

@@ -26,8 +26,11 @@ def study_with(values: list[float]) -> optuna.Study:
     return study
 
 
+UNTUNED = TrainConfig(competition="tiny", minutes=18, learning_rate=2e-3)  # the recipe make tune was given
+
+
 def fake_train(scores: dict[float, float], seen: list):
-    """A train() that scores a recipe by its learning rate (the default's is 2e-3), without training."""
+    """A train() that scores a recipe by its learning rate (the untuned recipe's is 2e-3 here), without training."""
     def train(config, dataset=None, run_dir=None, lean=False, clock=None, **kwargs):
         seen.append((config, lean))
         return SimpleNamespace(metrics={"val_accuracy": scores[round(config.learning_rate, 6)], "val_macro_f1": 0.5,
@@ -38,8 +41,7 @@ def fake_train(scores: dict[float, float], seen: list):
 def run_check(monkeypatch, home, study, scores, check=CheckOptions(top=2, budget=0.5)):
     seen = []
     monkeypatch.setattr(tuning.check, "train", fake_train(scores, seen))
-    config = TrainConfig(competition="tiny", minutes=18)
-    record = final_check(study, config, check, Fidelity().resolve(18), None, home / "runs" / "tune-tiny-cnn")
+    record = final_check(study, UNTUNED, check, Fidelity().resolve(18), None, home / "runs" / "tune-tiny-cnn")
     write_record(record, "tiny", "cnn")
     assert {lean for _, lean in seen} <= {check.budget < 1}  # whole runs, like make train's, at the whole budget
     return record, [config for config, _ in seen]
@@ -102,7 +104,7 @@ def test_nothing_to_check_keeps_the_default(monkeypatch, home, values, check, wh
 def test_at_the_whole_final_budget_the_winner_is_kept_as_the_final_run(monkeypatch, home, capsys, scores, kept):
     study = study_with([0.6, 0.7, 0.9])
     record, seen = run_check(monkeypatch, home, study, scores, CheckOptions())  # the default: top=1, budget=1
-    assert [c.minutes for c in seen] == [18, 18] and seen[0] == TrainConfig(competition="tiny", minutes=18)
+    assert [c.minutes for c in seen] == [18, 18] and seen[0] == UNTUNED
     assert record["run"].startswith(str(home / "runs" / "tune-tiny-cnn" / "check-after-3" / "cnn-"))
     assert record["run"].endswith(kept) and record["check"]["candidates"][0]["run_dir"].endswith("trial-0002")
     assert f"is a finished make train run at the final budget: {record['run']}" in capsys.readouterr().out

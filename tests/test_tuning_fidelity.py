@@ -152,7 +152,8 @@ def test_a_space_that_excludes_the_default_is_a_notice_and_the_study_runs(tiny, 
                  TuneOptions(trials=1, check=CheckOptions(top=0)))
     out = capsys.readouterr().out
     [notice] = [line for line in out.splitlines() if "notice" in line]
-    assert notice.startswith("tune: notice: the search space excludes make train's default learning_rate=0.002")
+    default = TrainConfig().learning_rate
+    assert notice.startswith(f"tune: notice: the search space excludes make train's default learning_rate={default}")
     assert "optimizer='adamw'" in notice and "the final check still trains the default itself" in notice
     assert study.trials[0].params["learning_rate"] == 1e-2  # trial 0 starts from the nearest point
     assert study.trials[0].state.name == "COMPLETE" and trained["trial"][0][0].learning_rate == 1e-2
