@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 
+from pipelines.config import TrainConfig
+
 
 def available() -> bool:
     try:
@@ -62,14 +64,16 @@ def build(arch: str, num_classes: int, size: int):
 def images_per_second(arch: str, x: np.ndarray, y: np.ndarray, num_classes: int, epochs: int = 2,
                       batch_size: int = 128) -> float:
     """Training images/s over ``epochs`` timed epochs after a warm-up one: bf16 autocast, channels-last, AdamW
-    (weight decay 0.05, label smoothing 0.1), standardized on the fly from uint8, as our step does."""
+    with make train's default rate, weight decay and label smoothing, standardized on the fly from uint8, as our step
+    does."""
     import torch
 
     torch.manual_seed(0)
     torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     model = build(arch, num_classes, x.shape[1]).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=4e-3, weight_decay=0.05)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    recipe = TrainConfig()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # uint8 NCHW
     labels = torch.from_numpy(y.astype(np.int64))
     mean, std = images.float().mean((0, 2, 3), keepdim=True), images.float().std((0, 2, 3), keepdim=True)
