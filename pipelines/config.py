@@ -66,6 +66,7 @@ class TrainConfig:
     zero_init_residual: bool | None = None  # resnet10: each block starts as the identity
     width_multiplier: float | None = None  # every architecture: its channel widths times this (the builder's: 1)
     blocks_per_stage: int | None = None  # resnet10: 2 is a ResNet18 (the builder's: 1)
+    whiten: bool = False  # the first convolution starts as a patch-whitening transform (pipelines.whitening)
     # augmentation
     augment: str = "standard"  # a preset of AUGMENT_PRESETS
     augment_strength: float = 1.0  # scales rotation, zoom, brightness and translation
@@ -161,6 +162,7 @@ class TrainConfig:
         need(self.augment_strength >= 0, "augment_strength", "must be 0 or more")
         if self.width_multiplier is not None:
             need(0 < self.width_multiplier <= 8, "width_multiplier", "must be above 0 and at most 8")
+        need(not (self.whiten and self.arch == "mobilenetv2"), "whiten", "works for cnn and resnet10, not mobilenetv2")
         if self.blocks_per_stage is not None:
             need(1 <= self.blocks_per_stage <= 8, "blocks_per_stage", "must be 1 to 8")
         for name, (high, closed) in {"rotation": (180, True), "zoom": (1, False), "brightness": (1, True),

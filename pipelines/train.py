@@ -30,6 +30,7 @@ from pipelines.probabilities import Probabilities, write_probabilities
 from pipelines.pseudo import with_pseudo_labels
 from pipelines.recipe import build_for_training, build_training_state, resolve_precision
 from pipelines.resize import ProgressiveResize, resize_batch, size_schedule, size_variable
+from pipelines.whitening import whiten_first_conv
 
 MONITOR = "val_accuracy"
 
@@ -176,6 +177,8 @@ def fit(session: Session, run_dir: Path, callbacks, lean: bool, clock) -> RunRes
     val = dataset.val
     standardizer = fit_standardizer(dataset.train.images, mode=config.normalization)
     standardizer.save(run_dir / "normalization.npz")
+    if config.whiten:
+        whiten_first_conv(model, dataset.train.images, standardizer, seed=config.seed)
     write_json(run_dir / "config.json", {
         **dataclasses.asdict(config), "slug": session.slug, "classes": dataset.classes,
         "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes,

@@ -95,6 +95,6 @@ def plan_for(minutes: float, slots: int) -> Plan:
 
 
 def common_reasons(kind: str, held_out: str) -> list[str]:
-    return [f"refit skipped: it would cost about as much again as the {kind} it copies, which is not measured to beat "
-            f"a {kind} given that time (REFIT=1 asks for one)",
+    return [f"refit skipped: it would cost about as much again as the {kind} it copies (at 60 minutes on a GIC "
+            f"hold-out the refits blended 0.764, the plan without them 0.780; REFIT=1 asks for one)",
             f"TTA: each {kind} picks its test-time augmentation on its {held_out} predictions"]
