@@ -21,9 +21,8 @@ PATCHES_PER_IMAGE = 64
 def first_conv(model: keras.Model) -> keras.layers.Conv2D:
     """The convolution that reads the model's input images; an error when the input goes elsewhere first."""
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.DepthwiseConv2D):
-            if layer.input.shape[-1] == model.input.shape[-1] and layer.input is model.inputs[0]:
-                return layer
+        if isinstance(layer, keras.layers.Conv2D) and layer.input is model.inputs[0]:
+            return layer
     raise PipelineError(f"whiten=true: {model.name} does not start with a convolution on the images; it works for "
                         f"cnn and resnet10 (leave whiten off for this architecture)")
 
@@ -42,15 +41,11 @@ def patch_whitening(images: np.ndarray, standardizer: Standardizer, kernel_size:
         raise PipelineError(f"whiten=true: images of {h}x{w} are smaller than the first kernel ({kh}x{kw})")
     rows = rng.integers(0, h - kh + 1, size=(n, PATCHES_PER_IMAGE))
     cols = rng.integers(0, w - kw + 1, size=(n, PATCHES_PER_IMAGE))
-    index = np.arange(n)[:, None]
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))  # (n, h', w', c, kh, kw), a view
     # (n, patches, kh, kw, c): the order of a Keras kernel's first three axes
-    patches = np.stack([np.stack([x[index, rows + i, cols + j] for j in range(kw)], axis=2) for i in range(kh)],
-                       axis=2).reshape(-1, kh * kw * c).astype(np.float64)
-    patches -= patches.mean(axis=0)
-    covariance = patches.T @ patches / len(patches)
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-    order = np.argsort(eigenvalues)[::-1]
-    eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
+    patches = windows[np.arange(n)[:, None], rows, cols].transpose(0, 1, 3, 4, 2).reshape(-1, kh * kw * c)
+    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(patches, rowvar=False, bias=True))
+    eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]  # eigh gives them in ascending order
     filters = eigenvectors / np.sqrt(eigenvalues + EPSILON)
     return eigenvalues, filters.reshape(kh, kw, c, kh * kw * c)
 
