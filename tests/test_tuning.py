@@ -50,7 +50,7 @@ def test_study_is_stored_in_sqlite_and_resumes_then_checks_before_recommending(t
     peak = TrainConfig().learning_rate
     assert study.trials[0].params == {"optimizer": "adamw", "learning_rate": peak, "weight_decay": 0.05,
                                       "schedule": "cosine", "warmup_epochs": 1.0, "dropout_rate": 0.3,
-                                      "label_smoothing": 0.1, "augment_strength": 1.0}
+                                      "label_smoothing": 0.1, "augment_strength": 1.0, "whiten": False}
     for trial in study.trials:
         assert {"optimizer", "learning_rate", "dropout_rate"} <= set(trial.params)
         assert trial.params["optimizer"] in {"adam", "adamw", "sgd", "rmsprop"}

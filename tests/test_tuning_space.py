@@ -40,6 +40,18 @@ def test_narrow_and_fix_from_command_line():
     assert "verbose" not in space.fixed  # not a searched setting: stays in the config only
 
 
+def test_whitening_is_searched_where_the_architecture_takes_it():
+    # a per-competition choice (helps colour images, not greyscale), so the search decides it
+    for arch in ("cnn", "resnet10"):
+        assert build_space(arch).params["whiten"] == CategoricalDistribution([False, True])
+    assert "whiten" not in build_space("mobilenetv2").params  # a pretrained stem is not re-initialised
+    # "false" is False (bool("false") would be True), both fixed and as a choice
+    assert build_space("cnn", ["whiten=false"]).fixed["whiten"] is False
+    assert build_space("cnn", ["whiten=off,on"]).params["whiten"] == CategoricalDistribution([False, True])
+    with pytest.raises(PipelineError, match="whiten"):
+        build_space("cnn", ["whiten=maybe"])
+
+
 def test_space_from_a_file(tmp_path):
     path = tmp_path / "space.toml"
     path.write_text('[space]\noptimizer = ["adamw"]\nepochs = "2:4"\nlearning_rate = {low = 1e-4, high = 1e-3}\n')
@@ -64,11 +76,13 @@ def test_conditional_parameters_follow_the_optimizer():
     space = build_space("cnn", ["epochs=1", "schedule=cosine", "warmup_epochs=1"])
     adam = space.sample(optuna.trial.FixedTrial({"optimizer": "adamw", "learning_rate": 1e-3, "batch_size": 32,
                                                  "dropout_rate": 0.1, "weight_decay": 1e-4,
-                                                 "label_smoothing": 0.1, "augment_strength": 1.0}))
+                                                 "label_smoothing": 0.1, "augment_strength": 1.0,
+                                                 "whiten": False}))
     assert "momentum" not in adam and adam["weight_decay"] == 1e-4 and adam["epochs"] == 1
     sgd = space.sample(optuna.trial.FixedTrial({"optimizer": "sgd", "learning_rate": 1e-2, "momentum": 0.9,
                                                 "batch_size": 32, "dropout_rate": 0.1, "weight_decay": 1e-3,
-                                                "label_smoothing": 0.0, "augment_strength": 0.5}))
+                                                "label_smoothing": 0.0, "augment_strength": 0.5,
+                                                "whiten": True}))
     assert sgd["momentum"] == 0.9 and sgd["weight_decay"] == 1e-3  # every optimizer decays weights
     rmsprop = space.sample(optuna.trial.FixedTrial({**sgd, "optimizer": "rmsprop", "momentum": 0.85}))
     assert rmsprop["momentum"] == 0.85  # rmsprop takes momentum too
@@ -86,7 +100,7 @@ def test_resumed_study_refuses_changed_choices():
 def test_warmup_is_only_searched_for_the_schedules_that_take_it():
     space = build_space("cnn", ["epochs=1"])
     base = {"optimizer": "adamw", "learning_rate": 1e-3, "batch_size": 32, "dropout_rate": 0.1, "weight_decay": 1e-4,
-            "label_smoothing": 0.1, "augment_strength": 1.0}
+            "label_smoothing": 0.1, "augment_strength": 1.0, "whiten": False}
     assert space.sample(optuna.trial.FixedTrial({**base, "schedule": "cosine", "warmup_epochs": 2.0}))[
         "warmup_epochs"] == 2.0
     assert "warmup_epochs" not in space.sample(optuna.trial.FixedTrial({**base, "schedule": "onecycle"}))
