@@ -6,7 +6,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from competition.errors import PipelineError
 from pipelines.config import TrainConfig
-from tuning.space import ARCH_SPACES, build_space, check_compatible, departures, starting_point
+from tuning.space import ARCH_SPACES, build_space, check_compatible, departures, early_tries, starting_point
 
 
 def test_default_space_per_arch_only_has_trainconfig_fields():
@@ -50,6 +50,15 @@ def test_whitening_is_searched_where_the_architecture_takes_it():
     assert build_space("cnn", ["whiten=off,on"]).params["whiten"] == CategoricalDistribution([False, True])
     with pytest.raises(PipelineError, match="whiten"):
         build_space("cnn", ["whiten=maybe"])
+
+
+def test_early_tries_turn_each_option_on_over_the_untuned_recipe():
+    space = build_space("cnn")
+    start = starting_point(space, TrainConfig())
+    assert early_tries(space, start) == [{**start, "whiten": True}]
+    assert early_tries(build_space("cnn", fixed={"whiten": True}), start) == []  # SET="whiten=true": not searched
+    assert early_tries(build_space("cnn", ["whiten=false"]), start) == []  # SPACE= fixed it off
+    assert early_tries(build_space("mobilenetv2"), starting_point(build_space("mobilenetv2"), TrainConfig())) == []
 
 
 def test_space_from_a_file(tmp_path):

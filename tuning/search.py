@@ -27,7 +27,7 @@ from pipelines.runs import mark_latest
 from tuning.check import final_check, write_record
 from tuning.fidelity import CheckOptions, Fidelity, check_study, reduce_dataset, search_minutes
 from tuning.objective import make_objective
-from tuning.space import SearchSpace, build_space, check_compatible, departures, describe, starting_point
+from tuning.space import SearchSpace, build_space, check_compatible, departures, describe, early_tries, starting_point
 from tuning.storage import (
     HEARTBEAT_SECONDS,
     count_states,
@@ -141,6 +141,9 @@ def tune(config: TrainConfig, space: SearchSpace | None = None, options: TuneOpt
         existing.enqueue_trial(start, user_attrs={"start": "make train's defaults",
                                                   "moved": departures(space, config, start)},
                                skip_if_exists=True)  # several machines starting one study at once
+        for params in early_tries(space, start):
+            existing.enqueue_trial(params, user_attrs={"tries": ", ".join(
+                f"{n}={v}" for n, v in params.items() if start.get(n) != v)}, skip_if_exists=True)
     _announce(search, existing, minutes)
     if dataset is None:  # once: the trials (here or sent to the cluster's workers) and the check share it
         dataset = load_dataset(load_competition(config.competition), seed=config.seed, progress=config.verbose > 0)
