@@ -133,7 +133,8 @@ def test_a_study_refuses_another_fidelity_with_a_hint_and_keeps_its_trials(tiny,
             tune(other, space, options)
         assert "ran its trials at fidelity minutes=3 subset=0.5 scale=1 (final run 18 minutes)" in str(err.value)
         assert "start a new study with STUDY=<name>" in str(err.value) and "\n" not in str(err.value)
-    assert len(optuna.load_study(study_name="tiny-cnn", storage=f"sqlite:///{home}/tuning/studies.db").trials) == 1
+    kept = optuna.load_study(study_name="tiny-cnn", storage=f"sqlite:///{home}/tuning/studies.db").trials
+    assert [t.state.name for t in kept] == ["COMPLETE", "WAITING"]  # trial 0 kept; the early try still waits
     tune(config, space, TuneOptions(trials=1, check=CheckOptions(top=0), study="tiny-full"))  # a new study runs
 
 
